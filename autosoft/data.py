@@ -1,0 +1,436 @@
+"""Data sets as whole uint8 tensors: CIFAR-10/100, SVHN and image folders.
+
+A data set is loaded once into memory as one ``(N, C, H, W)`` uint8 tensor plus
+int64 labels (airbench style: it can then live on the GPU and be augmented a
+batch at a time, no DataLoader workers). Files found on disk are validated by
+shape, dtype, counts and label range rather than by checksum, so a re-packed
+copy of a set works; the md5 check is kept for archives we download ourselves.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from autosoft.errors import AutosoftError
+
+__all__ = [
+    "Dataset",
+    "DATASET_NAMES",
+    "IMAGEFOLDER_PREFIX",
+    "SPLITS",
+    "load_dataset",
+    "data_root",
+    "train_val_split",
+    "stratified_subset",
+    "channel_mean_std",
+]
+
+DATASET_NAMES = ["cifar10", "cifar100", "cifar100-coarse", "svhn"]
+IMAGEFOLDER_PREFIX = "imagefolder:"  # "imagefolder:PATH", one sub-folder per class
+SPLITS = ("train", "test")
+_ALLOWED = ", ".join(DATASET_NAMES + [IMAGEFOLDER_PREFIX + "PATH"])
+_IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+# Official sources (the ones torchvision uses). The md5 is only checked on
+# files we download; files already on disk are validated by content instead.
+_CIFAR10 = dict(folder="cifar-10-batches-py", url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                archive="cifar-10-python.tar.gz", md5="c58f30108f718f92721af3b95e74349a")
+_CIFAR100 = dict(folder="cifar-100-python", url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+                 archive="cifar-100-python.tar.gz", md5="eb9058c3a382ffc7106e4002c42a8d85")
+_SVHN = {
+    "train": ("http://ufldl.stanford.edu/housenumbers/train_32x32.mat", "train_32x32.mat",
+              "e26dedcc434d2e4c54c9b2d4a06d8373"),
+    "test": ("http://ufldl.stanford.edu/housenumbers/test_32x32.mat", "test_32x32.mat",
+             "eb5a983be6a315427106f1b164d9cef3"),
+}
+# Official image counts; checked only with strict=True (test fixtures are tiny).
+_OFFICIAL_COUNTS = {
+    "cifar10": {"train": 50000, "test": 10000},
+    "cifar100": {"train": 50000, "test": 10000},
+    "cifar100-coarse": {"train": 50000, "test": 10000},
+    "svhn": {"train": 73257, "test": 26032},
+}
+# Per-channel mean/std of the *train* split in [0, 1] scale (pixel-level std).
+_MEAN_STD = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "cifar100-coarse": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "svhn": ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
+}
+
+
+# ----------------------------------------------------------------------------- Dataset
+
+@dataclass(repr=False, eq=False)
+class Dataset:
+    """A whole data set in memory: uint8 images (N, C, H, W), int64 labels (N,)."""
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list
+
+    def __post_init__(self):
+        if not isinstance(self.images, torch.Tensor) or self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            got = tuple(self.images.shape) if isinstance(self.images, torch.Tensor) else type(self.images).__name__
+            raise AutosoftError(f"Dataset images must be a uint8 tensor (N, C, H, W); got {got}")
+        if not isinstance(self.labels, torch.Tensor) or self.labels.dtype != torch.int64 or self.labels.dim() != 1:
+            raise AutosoftError("Dataset labels must be an int64 tensor (N,)")
+        if len(self.labels) != len(self.images):
+            raise AutosoftError(f"Dataset has {len(self.images)} images but {len(self.labels)} labels")
+        self.classes = list(self.classes)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to(self, device) -> "Dataset":
+        """Copy to `device` (no copy if already there)."""
+        return Dataset(self.name, self.images.to(device), self.labels.to(device), self.classes)
+
+    def subset(self, indices) -> "Dataset":
+        """The images at `indices` (index tensor, list, or boolean mask), in that order."""
+        idx = torch.as_tensor(indices, device=self.labels.device)
+        if idx.dtype != torch.bool:
+            idx = idx.long()
+        return Dataset(self.name, self.images[idx].contiguous(), self.labels[idx], self.classes)
+
+    def __repr__(self) -> str:
+        n, c, h, w = self.images.shape
+        return (f"Dataset({self.name!r}, {n} images {c}x{h}x{w} uint8, "
+                f"{self.num_classes} classes, device={self.device})")
+
+
+# ----------------------------------------------------------------------------- loading
+
+def data_root(data_dir=None) -> Path:
+    """Where data sets live: `data_dir`, else $AUTOSOFT_DATA, else ~/.cache/autosoft/data."""
+    if data_dir is None:
+        data_dir = os.environ.get("AUTOSOFT_DATA") or "~/.cache/autosoft/data"
+    return Path(data_dir).expanduser()
+
+
+def load_dataset(name: str, split: str, *, data_dir=None, download: bool = False,
+                 image_size: int | None = None, strict: bool = False) -> Dataset:
+    """Load a whole split into memory.
+
+    name: cifar10 | cifar100 (fine labels) | cifar100-coarse | svhn | imagefolder:PATH.
+    split: "train" | "test". image_size: resize to this square size (imagefolder default 32;
+    the 32x32 sets are left as they are unless a different size is asked for).
+    strict: also require the official image counts (e.g. 50000/10000 for CIFAR).
+    """
+    if not isinstance(name, str):
+        raise AutosoftError(f"data set name must be a string; allowed: {_ALLOWED}")
+    if split not in SPLITS:
+        raise AutosoftError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
+                                   or image_size < 1):
+        raise AutosoftError(f"image_size must be a positive integer; got {image_size!r}")
+    root = data_root(data_dir)
+
+    if name.startswith(IMAGEFOLDER_PREFIX):
+        return _load_imagefolder(name, split, root, image_size or 32)
+    if name == "cifar10":
+        ds = _load_cifar(name, split, root, download, _CIFAR10)
+    elif name in ("cifar100", "cifar100-coarse"):
+        ds = _load_cifar(name, split, root, download, _CIFAR100)
+    elif name == "svhn":
+        ds = _load_svhn(split, root, download)
+    else:
+        raise AutosoftError(f"unknown data set {name!r}; allowed: {_ALLOWED}")
+
+    if strict and len(ds) != _OFFICIAL_COUNTS[name][split]:
+        raise AutosoftError(f"{name} {split} has {len(ds)} images; the official set has "
+                            f"{_OFFICIAL_COUNTS[name][split]} (strict=True)")
+    if image_size is not None and image_size != ds.images.shape[-1]:
+        ds = Dataset(ds.name, _resize(ds.images, image_size), ds.labels, ds.classes)
+    return ds
+
+
+def _missing(name: str, path: Path, root: Path) -> AutosoftError:
+    return AutosoftError(
+        f"{name} not found: {path} is missing; pass --download (download=True) to fetch it, "
+        f"or point --data-dir / AUTOSOFT_DATA at the folder that holds it (looked in {root})")
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(f"{type(e).__name__}: {e}".split())
+
+
+def _download(name: str, root: Path, fn, *args, **kwargs) -> None:
+    # Imported lazily: the download path is the only user of torchvision here.
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fn(*args, **kwargs)
+    except Exception as e:  # network, disk or md5 failures all end the same way for the user
+        raise AutosoftError(f"downloading {name} into {root} failed ({_one_line(e)}); check the network, "
+                            f"or download the files yourself and set --data-dir / AUTOSOFT_DATA") from e
+
+
+def _read_pickle(path: Path) -> dict:
+    # CIFAR's own format is a pickle; this is the only place autosoft unpickles anything.
+    try:
+        with open(path, "rb") as f:
+            obj = pickle.load(f, encoding="latin1")
+    except Exception as e:
+        raise AutosoftError(f"{path}: not a readable CIFAR pickle, file truncated or corrupt "
+                            f"({_one_line(e)})") from e
+    if not isinstance(obj, dict):
+        raise AutosoftError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
+    return obj
+
+
+def _field(obj: dict, key: str, path: Path):
+    if key not in obj:
+        raise AutosoftError(f"{path}: key {key!r} missing; keys present: {sorted(map(str, obj))}")
+    return obj[key]
+
+
+def _check_labels(labels, n_rows: int, num_classes: int, path: Path, low: int = 0) -> np.ndarray:
+    try:
+        labels = np.asarray(labels)
+        if labels.dtype.kind not in "iuf" or (labels.dtype.kind == "f" and np.any(labels != np.round(labels))):
+            raise ValueError(f"dtype {labels.dtype}")
+        labels = labels.astype(np.int64).reshape(-1)
+    except Exception as e:
+        raise AutosoftError(f"{path}: labels are not integers ({_one_line(e)})") from e
+    if len(labels) != n_rows:
+        raise AutosoftError(f"{path}: {len(labels)} labels for {n_rows} images; counts must match")
+    if n_rows and (labels.min() < low or labels.max() >= low + num_classes):
+        raise AutosoftError(f"{path}: label out of range [{labels.min()}, {labels.max()}]; "
+                            f"allowed {low}..{low + num_classes - 1}")
+    return labels
+
+
+def _load_cifar(name: str, split: str, root: Path, download: bool, spec: dict) -> Dataset:
+    folder = root / spec["folder"]
+    if spec is _CIFAR10:
+        files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+        meta_file, names_key, label_key = "batches.meta", "label_names", "labels"
+        num_classes = 10
+    else:
+        files = [split]
+        meta_file = "meta"
+        coarse = name == "cifar100-coarse"
+        names_key = "coarse_label_names" if coarse else "fine_label_names"
+        label_key = "coarse_labels" if coarse else "fine_labels"
+        num_classes = 20 if coarse else 100
+    needed = [folder / f for f in files + [meta_file]]
+    absent = [p for p in needed if not p.is_file()]
+    if absent and download:
+        from torchvision.datasets.utils import download_and_extract_archive
+        _download(name, root, download_and_extract_archive, spec["url"], str(root),
+                  filename=spec["archive"], md5=spec["md5"])
+        absent = [p for p in needed if not p.is_file()]
+    if absent:
+        raise _missing(name, absent[0], root)
+
+    meta_path = folder / meta_file
+    classes = _field(_read_pickle(meta_path), names_key, meta_path)
+    if not isinstance(classes, (list, tuple)) or len(classes) != num_classes:
+        raise AutosoftError(f"{meta_path}: {names_key!r} should list {num_classes} class names")
+
+    datas, labels = [], []
+    for f in files:
+        path = folder / f
+        obj = _read_pickle(path)
+        data = _field(obj, "data", path)
+        if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+            got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+            raise AutosoftError(f"{path}: 'data' is {got}; expected uint8 rows of 3072 (3x32x32, R|G|B planes)")
+        labels.append(_check_labels(_field(obj, label_key, path), len(data), num_classes, path))
+        datas.append(data)
+    # Rows are channel-planar R|G|B of 32x32, so a plain reshape gives (N, 3, 32, 32).
+    images = np.concatenate(datas).reshape(-1, 3, 32, 32)
+    return Dataset(name, torch.from_numpy(images), torch.from_numpy(np.concatenate(labels)),
+                   [str(c) for c in classes])
+
+
+def _load_svhn(split: str, root: Path, download: bool) -> Dataset:
+    url, filename, md5 = _SVHN[split]
+    path = root / filename
+    if not path.is_file() and download:
+        from torchvision.datasets.utils import download_url
+        _download("svhn", root, download_url, url, str(root), filename=filename, md5=md5)
+    if not path.is_file():
+        raise _missing("svhn", path, root)
+    try:
+        import scipy.io
+    except ImportError as e:
+        raise AutosoftError("reading SVHN .mat files needs scipy; pip install scipy") from e
+    try:
+        mat = scipy.io.loadmat(str(path))
+    except Exception as e:
+        raise AutosoftError(f"{path}: not a readable SVHN .mat file, truncated or corrupt ({_one_line(e)})") from e
+    x, y = mat.get("X"), mat.get("y")
+    if x is None or y is None:
+        raise AutosoftError(f"{path}: expected variables 'X' and 'y'; found {sorted(k for k in mat if not k.startswith('__'))}")
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[2] != 3 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise AutosoftError(f"{path}: 'X' is {x.dtype} {x.shape}; expected uint8 (H, W, 3, N)")
+    labels = _check_labels(y, x.shape[3], 10, path, low=1)
+    labels[labels == 10] = 0  # SVHN stores digit 0 as class 10
+    # (H, W, C, N) -> (N, C, H, W)
+    images = np.ascontiguousarray(x.transpose(3, 2, 0, 1))
+    return Dataset("svhn", torch.from_numpy(images), torch.from_numpy(labels), [str(d) for d in range(10)])
+
+
+def _load_imagefolder(name: str, split: str, root: Path, size: int) -> Dataset:
+    if not name[len(IMAGEFOLDER_PREFIX):].strip():
+        raise AutosoftError(f"imagefolder needs a path: {IMAGEFOLDER_PREFIX}PATH")
+    given = Path(name[len(IMAGEFOLDER_PREFIX):]).expanduser()
+    candidates = [given] if given.is_absolute() else [given, root / given]
+    base = next((p for p in candidates if p.is_dir()), None)
+    if base is None:
+        raise AutosoftError(f"image folder not found: looked in {', '.join(str(p.resolve()) for p in candidates)}; "
+                            f"give {IMAGEFOLDER_PREFIX}PATH with one sub-folder per class")
+    has_splits = (base / "train").is_dir() and (base / "test").is_dir()
+    if has_splits:
+        train_dir, folder = base / "train", base / split
+    elif split == "test":
+        raise AutosoftError(f"{base} has no train/ and test/ sub-folders, so it has no test split; "
+                            f"use its 'train' split and carve a validation set with train_val_split")
+    else:
+        train_dir = folder = base
+    # Classes come from the train folder so that test labels mean the same thing.
+    classes = sorted(d.name for d in train_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise AutosoftError(f"{train_dir} has no class sub-folders; expected one sub-folder per class")
+    present = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    extra = [c for c in present if c not in classes]
+    if extra:
+        raise AutosoftError(f"{folder} has class folders not in {train_dir}: {', '.join(extra)}")
+
+    from PIL import Image  # only needed for image folders
+
+    images, labels = [], []
+    for label, cls in enumerate(classes):
+        cdir = folder / cls
+        if not cdir.is_dir():
+            continue
+        files = sorted(p for p in cdir.iterdir() if p.suffix.lower() in _IMAGE_EXTS and not p.name.startswith("."))
+        if not files and folder == train_dir:
+            raise AutosoftError(f"{cdir}: class folder has no images (extensions: {', '.join(sorted(_IMAGE_EXTS))})")
+        for p in files:  # loading only; not a hot path
+            try:
+                with Image.open(p) as im:
+                    im = im.convert("RGB").resize((size, size), Image.BILINEAR)
+                    images.append(np.asarray(im, dtype=np.uint8))
+            except Exception as e:
+                raise AutosoftError(f"{p}: cannot read image ({_one_line(e)})") from e
+            labels.append(label)
+    if not images:
+        raise AutosoftError(f"{folder}: no images found")
+    # Stretched to a square (nothing cropped away); (N, H, W, C) -> (N, C, H, W).
+    arr = np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2))
+    return Dataset(name, torch.from_numpy(arr), torch.tensor(labels, dtype=torch.int64), classes)
+
+
+def _resize(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
+    """Antialiased bilinear resize of uint8 (N, C, H, W) to (N, C, size, size), in chunks to bound memory."""
+    out = torch.empty((len(images), images.shape[1], size, size), dtype=torch.uint8, device=images.device)
+    for i in range(0, len(images), chunk):
+        x = images[i:i + chunk].float()
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                                            align_corners=False)
+        out[i:i + chunk] = x.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+# ----------------------------------------------------------------------------- splits
+
+def _stratified_pick(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """Boolean mask selecting n items, each class in proportion to its size (largest remainder)."""
+    labels = labels.cpu()
+    classes, counts = torch.unique(labels, return_counts=True)
+    quota = counts.double() * n / len(labels)
+    take = quota.floor().long()
+    short = n - int(take.sum())
+    if short:
+        # Hand the leftover slots to the classes with the largest remainders (ties: lower class id).
+        order = sorted(range(len(classes)), key=lambda i: (-(quota[i] - take[i]).item(), i))
+        for i in order[:short]:
+            take[i] += 1
+    g = torch.Generator().manual_seed(int(seed))
+    mask = torch.zeros(len(labels), dtype=torch.bool)
+    for c, k in zip(classes.tolist(), take.tolist()):  # loop over classes, not images
+        idx = (labels == c).nonzero().squeeze(1)
+        mask[idx[torch.randperm(len(idx), generator=g)[:k]]] = True
+    return mask
+
+
+def _count(size, total: int, what: str, allow_all: bool) -> int:
+    if isinstance(size, bool) or not isinstance(size, (int, float, np.integer, np.floating)):
+        raise AutosoftError(f"{what} must be an int count or a float fraction in (0, 1); got {size!r}")
+    if isinstance(size, (float, np.floating)):
+        if not 0.0 < size < 1.0:
+            raise AutosoftError(f"{what} as a fraction must be in (0, 1); got {size}")
+        size = round(size * total)
+    size = int(size)
+    hi = total if allow_all else total - 1
+    if not 1 <= size <= hi:
+        raise AutosoftError(f"{what} must be between 1 and {hi} for a data set of {total}; got {size}")
+    return size
+
+
+def train_val_split(ds: Dataset, val_size, *, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """Split into (train, val), stratified by label and deterministic per seed.
+
+    val_size: int count, or float fraction of len(ds). Both parts keep the original order.
+    """
+    n = _count(val_size, len(ds), "val_size", allow_all=False)
+    mask = _stratified_pick(ds.labels, n, seed)
+    return ds.subset((~mask).nonzero().squeeze(1)), ds.subset(mask.nonzero().squeeze(1))
+
+
+def stratified_subset(ds: Dataset, n, *, seed: int = 0) -> Dataset:
+    """n images (int, or float fraction) drawn per class in proportion, deterministic per seed."""
+    n = _count(n, len(ds), "n", allow_all=True)
+    return ds.subset(_stratified_pick(ds.labels, n, seed).nonzero().squeeze(1))
+
+
+# ----------------------------------------------------------------------------- normalisation
+
+def channel_mean_std(name_or_ds, *, measure: bool = False) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel (mean, std) in [0, 1] scale for normalising inputs.
+
+    A known name (cifar10, cifar100, cifar100-coarse, svhn) gives the published train-split
+    constants; a Dataset with a known name does too unless measure=True, otherwise the
+    statistics are measured from its images (pass the train split).
+    """
+    if isinstance(name_or_ds, str):
+        if name_or_ds not in _MEAN_STD:
+            raise AutosoftError(f"no known mean/std for {name_or_ds!r}; known: {', '.join(_MEAN_STD)}; "
+                                f"pass the loaded Dataset to measure it")
+        return _MEAN_STD[name_or_ds]
+    if not isinstance(name_or_ds, Dataset):
+        raise AutosoftError(f"channel_mean_std takes a data set name or a Dataset; got {type(name_or_ds).__name__}")
+    if not measure and name_or_ds.name in _MEAN_STD:
+        return _MEAN_STD[name_or_ds.name]
+    images = name_or_ds.images
+    if len(images) == 0:
+        raise AutosoftError("cannot measure mean/std of an empty data set")
+    c = images.shape[1]
+    s = torch.zeros(c, dtype=torch.float64)
+    s2 = torch.zeros(c, dtype=torch.float64)
+    for i in range(0, len(images), 8192):  # chunks keep the float copy small
+        x = images[i:i + 8192].float()  # squares of 0..255 are exact in float32; sums go to float64
+        s += x.sum(dim=(0, 2, 3), dtype=torch.float64).cpu()
+        s2 += x.square_().sum(dim=(0, 2, 3), dtype=torch.float64).cpu()
+    count = images.numel() / c
+    mean = s / count
+    std = (s2 / count - mean.square()).clamp_min(0).sqrt()
+    return tuple((mean / 255).tolist()), tuple((std / 255).tolist())

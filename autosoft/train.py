@@ -1,0 +1,402 @@
+"""The trainer: one function that the CLI, Optuna and Ray Tune all drive.
+
+`train(config, policy, report=...)` trains a model with a policy and calls
+``report(epoch, metrics)`` once per epoch. The data set lives on the training
+device as one uint8 tensor and is augmented a whole batch at a time (no
+DataLoader workers in the hot path). With a run directory, every epoch ends
+with an atomic checkpoint, so a killed run continues where it stopped and ends
+with the same result as an uninterrupted one with the same seed: every random
+draw of epoch e comes from a generator seeded by (seed, e), never from state
+that a restart would lose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from autosoft import __version__
+from autosoft.augment import PolicyAugment
+from autosoft.data import Dataset, channel_mean_std, load_dataset, stratified_subset, train_val_split
+from autosoft.errors import AutosoftError
+from autosoft.metrics import evaluate, expected_calibration_error, predict_logits
+from autosoft.models import build_model
+from autosoft.policy import Policy, load_policy
+from autosoft.soft_targets import smooth_rows, soft_target_cross_entropy
+
+Report = Callable[[int, dict], None]
+SCHEDULES = ("onecycle", "cosine")
+
+
+class TrainingDiverged(AutosoftError):
+    """The loss became NaN or infinite (usually: the learning rate is too high)."""
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "cifar10"
+    model: str = "proxy"
+    model_kwargs: dict = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 0.2                 # peak learning rate, reached after warm-up
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    schedule: str = "onecycle"      # onecycle: linear up then linear down; cosine: warm-up then cosine
+    warmup_epochs: float = 1.0
+    weak_aug_epochs: int = 0        # last N epochs with augmentation strength / 1000 (Soft Augmentation recipe)
+    train_size: int | None = None   # stratified subset of the train split (None = all of it)
+    val_size: int = 0               # held out of the train split, stratified; never the test split
+    seed: int = 0
+    device: str = "auto"            # auto = cuda if available, else cpu
+    threads: int | None = None      # CPU threads for torch (None = torch's default)
+    data_dir: str | None = None     # data root (else $AUTOSOFT_DATA)
+    download: bool = False
+    eval_test: bool = True          # evaluate on the test split at the end
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise AutosoftError(f"train config: unknown field {unknown[0]!r}; allowed: {', '.join(sorted(names))}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs", "an integer >= 1"),
+            (self.batch_size >= 1, "batch_size", "an integer >= 1"),
+            (self.lr > 0, "lr", "a number > 0"),
+            (0 <= self.label_smoothing < 1, "label_smoothing", "a number in [0, 1)"),
+            (self.schedule in SCHEDULES, "schedule", "one of " + ", ".join(SCHEDULES)),
+            (0 <= self.weak_aug_epochs <= self.epochs, "weak_aug_epochs", f"an integer in [0, epochs={self.epochs}]"),
+            (self.val_size >= 0, "val_size", "an integer >= 0"),
+            (self.train_size is None or self.train_size >= 2, "train_size", "an integer >= 2 or None"),
+        ]
+        for ok, name, allowed in checks:
+            if not ok:
+                raise AutosoftError(f"train config {name}: expected {allowed}, got {getattr(self, name)!r}")
+
+
+class TrainData(NamedTuple):
+    train: Dataset
+    val: Dataset | None
+    test: Dataset | None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise AutosoftError(f"unknown device {name!r}; allowed: auto, cpu, cuda, cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AutosoftError(f"device {name!r} requested but no CUDA GPU is available; use --device cpu")
+    return device
+
+
+def load_data(config: TrainConfig) -> TrainData:
+    """The train / validation / test sets the config asks for (validation comes out of train)."""
+    train_set = load_dataset(config.dataset, "train", data_dir=config.data_dir, download=config.download)
+    val_set = None
+    if config.val_size:
+        train_set, val_set = train_val_split(train_set, config.val_size, seed=config.seed)
+    if config.train_size is not None and config.train_size < len(train_set):
+        train_set = stratified_subset(train_set, config.train_size, seed=config.seed)
+    test_set = load_dataset(config.dataset, "test", data_dir=config.data_dir) if config.eval_test else None
+    return TrainData(train_set, val_set, test_set)
+
+
+# ---- learning-rate schedule -------------------------------------------------------
+def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
+    """Multiplier of the peak lr at `step`: linear warm-up, then linear (onecycle) or cosine decay to 0."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return max(1.0 - progress, 0.0)
+
+
+# ---- run directory ----------------------------------------------------------------
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def environment_info(device: torch.device) -> dict:
+    info = {"autosoft": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "device": str(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+class RunDir:
+    """config.json, policy.json, metrics.jsonl, checkpoint.pt, final.json in one folder."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config = self.path / "config.json"
+        self.policy = self.path / "policy.json"
+        self.metrics = self.path / "metrics.jsonl"
+        self.checkpoint = self.path / "checkpoint.pt"
+        self.final = self.path / "final.json"
+
+    def prepare(self, config: TrainConfig, policy: Policy, device: torch.device) -> dict | None:
+        """Create the folder, or check it belongs to this run; returns the checkpoint to resume from."""
+        if self.final.exists():
+            raise AutosoftError(f"{self.path} already holds a finished run ({self.final.name}); "
+                                "choose another --out, or delete it to train again")
+        if self.config.exists():
+            saved = json.loads(self.config.read_text())
+            if saved.get("train") != config.to_dict() or saved.get("policy") != policy.to_dict():
+                raise AutosoftError(f"{self.path} holds an unfinished run with a different config or policy; "
+                                    "choose another --out, or rerun with the same settings to resume")
+            if self.checkpoint.exists():
+                return torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+            return None
+        if self.path.exists() and any(self.path.iterdir()):
+            raise AutosoftError(f"{self.path} exists and is not an autosoft run directory; choose another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        record = {"train": config.to_dict(), "policy": policy.to_dict(), "environment": environment_info(device)}
+        _atomic_write(self.config, json.dumps(record, indent=2) + "\n")
+        policy.save(self.policy)
+        return None
+
+    def save_checkpoint(self, state: dict) -> None:
+        tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.checkpoint)
+
+    def append_metrics(self, metrics: dict) -> None:
+        with self.metrics.open("a") as f:
+            f.write(json.dumps(metrics) + "\n")
+
+    def history(self, up_to_epoch: int) -> list[dict]:
+        """Metrics lines of epochs < up_to_epoch (a kill between the log and the checkpoint leaves extras)."""
+        if not self.metrics.exists():
+            return []
+        rows = [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+        return [r for r in rows if r["epoch"] < up_to_epoch]
+
+    def rewrite_metrics(self, rows: list[dict]) -> None:
+        _atomic_write(self.metrics, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+# ---- the model as a function of uint8 images -------------------------------------
+class Normalize(torch.nn.Module):
+    """uint8 (B, C, H, W) -> normalised float, in channels_last (faster convolutions on CPU and GPU)."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1) * 255)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images.float() - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last)
+
+
+def make_predict(model: torch.nn.Module, normalize: Normalize, device: torch.device):
+    """A callable uint8 images -> float32 logits, in eval mode, on the model's device."""
+    @torch.no_grad()
+    def predict(images: torch.Tensor) -> torch.Tensor:
+        model.eval()
+        with _autocast(device):
+            return model(normalize(images.to(device))).float()
+    return predict
+
+
+def _autocast(device: torch.device):
+    # bf16 autocast on CUDA: mixed precision without a loss scaler; full fp32 on the CPU.
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+# ---- training --------------------------------------------------------------------
+def train(config: TrainConfig, policy: Policy | str, *, run_dir: str | Path | None = None,
+          report: Report | None = None, quiet: bool = True, data: TrainData | None = None) -> dict:
+    """Train `config.model` with `policy`; returns the final metrics.
+
+    With `run_dir`, rerunning into the same folder resumes from its last checkpoint.
+    """
+    config.validate()
+    policy = load_policy(policy)
+    device = resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    run = RunDir(run_dir) if run_dir is not None else None
+    checkpoint = run.prepare(config, policy, device) if run else None
+
+    data = data or load_data(config)
+    train_set = data.train.to(device)
+    num_classes = train_set.num_classes
+    torch.manual_seed(config.seed)  # model initialisation
+    model = build_model(config.model, num_classes, in_channels=train_set.images.shape[1], **config.model_kwargs)
+    model = model.to(device).to(memory_format=torch.channels_last)
+    mean, std = channel_mean_std(data.train)
+    normalize = Normalize(mean, std).to(device)
+    augment = PolicyAugment(policy, num_classes)
+    decay, no_decay = [], []
+    for p in model.parameters():  # no weight decay on norms and biases
+        (decay if p.ndim > 1 else no_decay).append(p)
+    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}],
+                                lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+
+    steps_per_epoch = len(train_set) // config.batch_size or 1  # drop the last partial batch
+    total_steps = steps_per_epoch * config.epochs
+    warmup_steps = min(int(config.warmup_epochs * steps_per_epoch), total_steps - 1)
+
+    start_epoch, history = 0, []
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        start_epoch = checkpoint["epoch"] + 1
+        history = run.history(start_epoch)
+        run.rewrite_metrics(history)
+
+    predict = make_predict(model, normalize, device)
+    progress = None
+    if not quiet:
+        from tqdm.auto import tqdm
+        progress = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, unit="step",
+                        dynamic_ncols=True, desc=f"{config.model}/{policy.name or policy.kind}")
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            t0 = time.perf_counter()
+            gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+            augment.strength = 1e-3 if epoch >= config.epochs - config.weak_aug_epochs else 1.0
+            order = torch.randperm(len(train_set), generator=gen).to(device)
+            model.train()
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device)
+            seen = 0
+            for i in range(steps_per_epoch):
+                step = epoch * steps_per_epoch + i
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr * lr_factor(step, total_steps, warmup_steps, config.schedule)
+                idx = order[i * config.batch_size:(i + 1) * config.batch_size]
+                labels = train_set.labels[idx]
+                batch = augment(train_set.images[idx], labels, generator=gen)
+                targets = batch.targets
+                if config.label_smoothing:
+                    targets = smooth_rows(targets, config.label_smoothing)
+                with _autocast(device):
+                    logits = model(normalize(batch.images))
+                loss = soft_target_cross_entropy(logits, targets, batch.weights)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * len(idx)
+                correct += (logits.detach().argmax(1) == labels).sum()
+                seen += len(idx)
+                if progress is not None and (i % 10 == 0 or i == steps_per_epoch - 1):
+                    progress.update(i + 1 - (progress.n - epoch * steps_per_epoch))
+                    progress.set_postfix(epoch=f"{epoch + 1}/{config.epochs}",
+                                         loss=f"{loss.item():.3f}", acc=f"{correct.item() / seen:.3f}")
+            train_loss = loss_sum.item() / seen
+            if not math.isfinite(train_loss):
+                raise TrainingDiverged(f"training diverged in epoch {epoch + 1} (loss {train_loss}); "
+                                       f"lower the learning rate (lr={config.lr})")
+            metrics: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss,
+                                       "train_acc": correct.item() / seen,
+                                       "lr": optimizer.param_groups[0]["lr"]}
+            if data.val is not None:
+                val_logits = predict_logits(predict, data.val.images)
+                val_labels = data.val.labels.to(val_logits.device)
+                metrics["val_acc"] = (val_logits.argmax(1) == val_labels).float().mean().item()
+                metrics["val_nll"] = F.cross_entropy(val_logits, val_labels).item()
+                metrics["val_ece"] = expected_calibration_error(val_logits.softmax(1), val_labels)
+            metrics["epoch_time_s"] = time.perf_counter() - t0
+            history.append(metrics)
+            if run:
+                run.append_metrics(metrics)
+                run.save_checkpoint({"epoch": epoch, "model": model.state_dict(),
+                                     "optimizer": optimizer.state_dict()})
+            if report is not None:
+                report(epoch, metrics)
+    finally:
+        if progress is not None:
+            progress.close()
+
+    final = {"epochs": config.epochs, "train_images": len(train_set),
+             "train_time_s": sum(m["epoch_time_s"] for m in history)}
+    if data.val is not None:
+        final.update({k: history[-1][k] for k in ("val_acc", "val_nll", "val_ece")})
+    reliability = None
+    if data.test is not None:
+        val_logits = predict_logits(predict, data.val.images) if data.val is not None else None
+        test_report = evaluate(predict, data.test.images, data.test.labels, val_logits=val_logits,
+                               val_labels=data.val.labels if data.val is not None else None, seed=config.seed)
+        reliability = test_report.pop("reliability")
+        final.update(test_report)
+    if run:
+        torch.save(model.state_dict(), run.path / "model.pt")
+        write_plots(run.path, history, reliability)
+        _atomic_write(run.final, json.dumps(final, indent=2) + "\n")
+    return final
+
+
+def write_plots(folder: Path, history: list[dict], reliability: dict | None) -> None:
+    """Training curves and the test reliability diagram, as PNGs a person can look at."""
+    from autosoft import plots
+    if history:
+        plots.training_curves(history, folder / "training_curves.png")
+    if reliability is not None:
+        plots.reliability_diagram_from_bins(reliability, folder / "reliability.png", title="test set")
+
+
+def evaluate_run(run_dir: str | Path, *, data_dir: str | None = None, device: str = "auto") -> dict:
+    """Evaluate a run directory's model (final weights, else the last checkpoint) on its test split.
+
+    Temperature is fitted on the run's own validation split, rebuilt from its config.
+    Writes eval.json and reliability.png into the run directory.
+    """
+    run = RunDir(run_dir)
+    if not run.config.exists():
+        raise AutosoftError(f"{run.path} is not an autosoft run directory (no config.json); "
+                            "pass the --out folder of 'autosoft train'")
+    record = json.loads(run.config.read_text())
+    config = TrainConfig.from_dict(record["train"])
+    if data_dir is not None:
+        config.data_dir = data_dir
+    config.eval_test = True
+    dev = resolve_device(device)
+    weights_path = run.path / "model.pt"
+    if weights_path.exists():
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    elif run.checkpoint.exists():
+        state = torch.load(run.checkpoint, map_location="cpu", weights_only=True)["model"]
+    else:
+        raise AutosoftError(f"{run.path} has no model.pt or checkpoint.pt yet; train for at least one epoch")
+    data = load_data(config)
+    model = build_model(config.model, data.train.num_classes, in_channels=data.train.images.shape[1],
+                        **config.model_kwargs)
+    model.load_state_dict(state)
+    model = model.to(dev).to(memory_format=torch.channels_last)
+    normalize = Normalize(*channel_mean_std(data.train)).to(dev)
+    predict = make_predict(model, normalize, dev)
+    val_logits = predict_logits(predict, data.val.images) if data.val is not None else None
+    report = evaluate(predict, data.test.images, data.test.labels, val_logits=val_logits,
+                      val_labels=data.val.labels if data.val is not None else None, seed=config.seed)
+    write_plots(run.path, [], report.pop("reliability"))
+    _atomic_write(run.path / "eval.json", json.dumps(report, indent=2) + "\n")
+    return report

@@ -1,0 +1,311 @@
+"""Data loading on tiny fixtures written in the exact on-disk formats, plus the real offline CIFAR-10."""
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from autosoft.data import (DATASET_NAMES, Dataset, channel_mean_std, load_dataset, stratified_subset,
+                           train_val_split)
+from autosoft.errors import AutosoftError
+
+REAL_ROOT = Path(os.environ.get("AUTOSOFT_DATA") or "/work/shared/data")
+
+
+# ----------------------------------------------------------------------------- fixture writers
+
+def _dump(path: Path, obj) -> None:
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=2)
+
+
+def _rows(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 3072), dtype=np.uint8)
+
+
+def write_cifar10(root: Path, n_per_batch=4, n_test=6) -> dict:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    _dump(folder / "batches.meta", {"label_names": names, "num_cases_per_batch": n_per_batch, "num_vis": 3072})
+    out = {"train": [], "train_labels": []}
+    for i in range(1, 6):
+        rows = _rows(n_per_batch, i)
+        labels = [(i + j) % 10 for j in range(n_per_batch)]
+        _dump(folder / f"data_batch_{i}", {"batch_label": f"training batch {i} of 5", "data": rows,
+                                          "labels": labels, "filenames": [f"f{j}.png" for j in range(n_per_batch)]})
+        out["train"].append(rows)
+        out["train_labels"] += labels
+    test = _rows(n_test, 99)
+    _dump(folder / "test_batch", {"batch_label": "testing batch 1 of 1", "data": test,
+                                  "labels": [j % 10 for j in range(n_test)]})
+    out["train"] = np.concatenate(out["train"])
+    out["test"] = test
+    return out
+
+
+def write_cifar100(root: Path, n_train=20, n_test=10) -> dict:
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    fine_names = [f"fine{i:02d}" for i in range(100)]
+    coarse_names = [f"coarse{i:02d}" for i in range(20)]
+    _dump(folder / "meta", {"fine_label_names": fine_names, "coarse_label_names": coarse_names})
+    out = {}
+    for split, n, seed in (("train", n_train, 1), ("test", n_test, 2)):
+        rows = _rows(n, seed)
+        fine = [(7 * j + seed) % 100 for j in range(n)]
+        coarse = [f // 5 for f in fine]
+        _dump(folder / split, {"filenames": [f"{j}.png" for j in range(n)], "batch_label": split,
+                               "fine_labels": fine, "coarse_labels": coarse, "data": rows})
+        out[split] = (rows, fine, coarse)
+    return out
+
+
+# ----------------------------------------------------------------------------- CIFAR fixtures
+
+def test_cifar100_pixels_labels_and_class_names(tmp_path):
+    truth = write_cifar100(tmp_path)
+    for split in ("train", "test"):
+        rows, fine, coarse = truth[split]
+        ds = load_dataset("cifar100", split, data_dir=tmp_path)
+        assert len(ds) == len(rows) and ds.num_classes == 100
+        assert ds.images.dtype == torch.uint8 and ds.images.shape == (len(rows), 3, 32, 32)
+        assert ds.images.is_contiguous() and ds.labels.dtype == torch.int64
+        # CIFAR rows are channel-planar R|G|B, each plane row-major 32x32.
+        n, c, h, w = 3, 2, 5, 17
+        assert ds.images[n, c, h, w].item() == rows[n, c * 1024 + h * 32 + w]
+        assert ds.images[n, 0, 0, 0].item() == rows[n, 0]
+        assert ds.images[n, 1, 0, 0].item() == rows[n, 1024]
+        assert torch.equal(ds.images.reshape(len(rows), -1), torch.from_numpy(rows))
+        assert ds.labels.tolist() == fine
+        assert ds.classes[fine[0]] == f"fine{fine[0]:02d}"
+        cs = load_dataset("cifar100-coarse", split, data_dir=tmp_path)
+        assert cs.labels.tolist() == coarse and cs.num_classes == 20
+        assert cs.classes[0] == "coarse00" and cs.name == "cifar100-coarse"
+        assert torch.equal(cs.images, ds.images)
+
+
+def test_cifar10_fixture_and_env_var(tmp_path, monkeypatch):
+    truth = write_cifar10(tmp_path)
+    monkeypatch.setenv("AUTOSOFT_DATA", str(tmp_path))
+    ds = load_dataset("cifar10", "train")
+    assert len(ds) == 20 and ds.classes[0] == "airplane"
+    assert torch.equal(ds.images.reshape(20, -1), torch.from_numpy(truth["train"]))
+    assert ds.labels.tolist() == truth["train_labels"]
+    te = load_dataset("cifar10", "test")
+    assert len(te) == 6
+    # The official counts are only enforced when asked.
+    with pytest.raises(AutosoftError, match="50000"):
+        load_dataset("cifar10", "train", strict=True)
+    small = load_dataset("cifar10", "train", image_size=16)
+    assert small.images.shape == (20, 3, 16, 16) and small.images.dtype == torch.uint8
+
+
+def test_missing_set_names_path_and_remedy(tmp_path):
+    with pytest.raises(AutosoftError) as e:
+        load_dataset("cifar10", "train", data_dir=tmp_path / "nowhere")
+    msg = str(e.value)
+    assert str(tmp_path / "nowhere" / "cifar-10-batches-py") in msg
+    assert "--download" in msg and "AUTOSOFT_DATA" in msg and "\n" not in msg
+    with pytest.raises(AutosoftError, match="test_32x32.mat"):
+        load_dataset("svhn", "test", data_dir=tmp_path)
+
+
+def test_truncated_pickle_is_named(tmp_path):
+    write_cifar10(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(AutosoftError, match="data_batch_3") as e:
+        load_dataset("cifar10", "train", data_dir=tmp_path)
+    assert "truncated" in str(e.value) and "\n" not in str(e.value)
+    load_dataset("cifar10", "test", data_dir=tmp_path)  # the other files are still fine
+
+
+def test_bad_contents_are_rejected(tmp_path):
+    write_cifar100(tmp_path)
+    folder = tmp_path / "cifar-100-python"
+    good = pickle.load(open(folder / "train", "rb"), encoding="latin1")
+    _dump(folder / "train", dict(good, fine_labels=[100] + good["fine_labels"][1:]))
+    with pytest.raises(AutosoftError, match="out of range"):
+        load_dataset("cifar100", "train", data_dir=tmp_path)
+    _dump(folder / "train", dict(good, fine_labels=good["fine_labels"][:-1]))
+    with pytest.raises(AutosoftError, match="counts must match"):
+        load_dataset("cifar100", "train", data_dir=tmp_path)
+    _dump(folder / "train", dict(good, data=good["data"][:, :3000]))
+    with pytest.raises(AutosoftError, match="3072"):
+        load_dataset("cifar100", "train", data_dir=tmp_path)
+    _dump(folder / "train", dict(good, data=good["data"].astype(np.float32)))
+    with pytest.raises(AutosoftError, match="uint8"):
+        load_dataset("cifar100", "train", data_dir=tmp_path)
+    _dump(folder / "train", {k: v for k, v in good.items() if k != "fine_labels"})
+    with pytest.raises(AutosoftError, match="fine_labels"):
+        load_dataset("cifar100", "train", data_dir=tmp_path)
+
+
+def test_download_uses_official_archive(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tvu
+
+    calls = []
+
+    def fake_download(url, root, filename=None, md5=None, **kw):
+        calls.append((url, root, filename, md5))
+        write_cifar100(Path(root))  # what extracting the real archive leaves behind
+
+    monkeypatch.setattr(tvu, "download_and_extract_archive", fake_download)
+    ds = load_dataset("cifar100", "train", data_dir=tmp_path, download=True)
+    assert len(ds) == 20
+    assert calls == [("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", str(tmp_path),
+                      "cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85")]
+    load_dataset("cifar100", "test", data_dir=tmp_path, download=True)
+    assert len(calls) == 1  # present now: not downloaded again
+
+    def failing(*a, **k):
+        raise RuntimeError("File not found or corrupted.")
+
+    monkeypatch.setattr(tvu, "download_and_extract_archive", failing)
+    with pytest.raises(AutosoftError, match="downloading cifar10"):
+        load_dataset("cifar10", "train", data_dir=tmp_path, download=True)
+
+
+# ----------------------------------------------------------------------------- SVHN
+
+def test_svhn_mat_layout_and_label_10_is_zero(tmp_path):
+    scipy_io = pytest.importorskip("scipy.io")
+    n = 12
+    x = np.random.default_rng(0).integers(0, 256, size=(32, 32, 3, n), dtype=np.uint8)
+    y = np.array([[1 + (j % 10)] for j in range(n)], dtype=np.uint8)  # 1..10, 10 means digit 0
+    scipy_io.savemat(str(tmp_path / "train_32x32.mat"), {"X": x, "y": y})
+    ds = load_dataset("svhn", "train", data_dir=tmp_path)
+    assert ds.images.shape == (n, 3, 32, 32) and ds.images.is_contiguous()
+    assert ds.images[4, 2, 7, 30].item() == x[7, 30, 2, 4]  # X is (H, W, C, N)
+    assert torch.equal(ds.images, torch.from_numpy(x).permute(3, 2, 0, 1))
+    assert ds.labels.tolist() == [(1 + (j % 10)) % 10 for j in range(n)]
+    assert ds.classes == [str(d) for d in range(10)]
+
+    scipy_io.savemat(str(tmp_path / "test_32x32.mat"), {"X": x, "y": y * 0})
+    with pytest.raises(AutosoftError, match="out of range"):
+        load_dataset("svhn", "test", data_dir=tmp_path)
+    (tmp_path / "test_32x32.mat").write_bytes((tmp_path / "train_32x32.mat").read_bytes()[:3000])
+    with pytest.raises(AutosoftError, match="test_32x32.mat"):
+        load_dataset("svhn", "test", data_dir=tmp_path)
+
+
+# ----------------------------------------------------------------------------- image folders
+
+def _png(path: Path, colour, size=(8, 6)):
+    from PIL import Image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+
+
+def test_imagefolder_train_only(tmp_path):
+    _png(tmp_path / "cats" / "a.png", (255, 0, 0))
+    _png(tmp_path / "cats" / "b.png", (250, 10, 0), size=(20, 9))
+    _png(tmp_path / "dogs" / "c.PNG", (0, 0, 255))
+    (tmp_path / "dogs" / "notes.txt").write_text("not an image")
+    ds = load_dataset(f"imagefolder:{tmp_path}", "train", image_size=4)
+    assert ds.classes == ["cats", "dogs"] and ds.labels.tolist() == [0, 0, 1]
+    assert ds.images.shape == (3, 3, 4, 4)
+    assert ds.images[0, :, 2, 1].tolist() == [255, 0, 0]  # solid colours survive the resize
+    assert ds.images[2, :, 0, 3].tolist() == [0, 0, 255]
+    assert load_dataset(f"imagefolder:{tmp_path}", "train").images.shape[-2:] == (32, 32)
+    with pytest.raises(AutosoftError, match="no test split"):
+        load_dataset(f"imagefolder:{tmp_path}", "test")
+    # A relative path is also looked up under the data root.
+    ds2 = load_dataset(f"imagefolder:{tmp_path.name}", "train", data_dir=tmp_path.parent, image_size=4)
+    assert torch.equal(ds2.images, ds.images)
+    # Broken image file is named.
+    (tmp_path / "dogs" / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(AutosoftError, match="bad.png"):
+        load_dataset(f"imagefolder:{tmp_path}", "train")
+
+
+def test_imagefolder_train_test_and_errors(tmp_path):
+    for split in ("train", "test"):
+        for cls, colour in (("a", (10, 20, 30)), ("b", (40, 50, 60)), ("c", (70, 80, 90))):
+            if split == "test" and cls == "b":
+                continue  # a class missing from test keeps its label index
+            _png(tmp_path / split / cls / "x.png", colour)
+    te = load_dataset(f"imagefolder:{tmp_path}", "test", image_size=8)
+    assert te.classes == ["a", "b", "c"] and te.labels.tolist() == [0, 2]
+    assert te.images[1, :, 0, 0].tolist() == [70, 80, 90]
+    mean, std = channel_mean_std(te)
+    assert mean == pytest.approx((40 / 255, 50 / 255, 60 / 255)) and std == pytest.approx((30 / 255,) * 3)
+    with pytest.raises(AutosoftError, match="not found"):
+        load_dataset(f"imagefolder:{tmp_path / 'missing'}", "train")
+
+
+# ----------------------------------------------------------------------------- Dataset, splits
+
+def _toy(n_per_class=(30, 20, 10)) -> Dataset:
+    labels = torch.cat([torch.full((k,), c) for c, k in enumerate(n_per_class)])
+    images = torch.arange(len(labels), dtype=torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, 8, 8).contiguous()
+    return Dataset("toy", images, labels.long(), ["a", "b", "c"])
+
+
+def test_dataset_basics():
+    ds = _toy()
+    assert len(ds) == 60 and ds.num_classes == 3
+    assert repr(ds) == "Dataset('toy', 60 images 3x8x8 uint8, 3 classes, device=cpu)"
+    sub = ds.subset([5, 2])
+    assert sub.images[:, 0, 0, 0].tolist() == [5, 2] and sub.labels.tolist() == [0, 0]
+    assert ds.to("cpu").images.device.type == "cpu"
+    with pytest.raises(AutosoftError, match="uint8"):
+        Dataset("bad", ds.images.float(), ds.labels, ds.classes)
+    with pytest.raises(AutosoftError, match="labels"):
+        Dataset("bad", ds.images, ds.labels[:5], ds.classes)
+
+
+def test_split_stratified_disjoint_deterministic():
+    ds = _toy()
+    train, val = train_val_split(ds, 12, seed=3)
+    ids_t = set(train.images[:, 0, 0, 0].tolist())
+    ids_v = set(val.images[:, 0, 0, 0].tolist())
+    assert len(val) == 12 and len(train) == 48
+    assert not ids_t & ids_v and ids_t | ids_v == set(range(60))
+    assert torch.bincount(val.labels, minlength=3).tolist() == [6, 4, 2]  # 20% of each class
+    again = train_val_split(ds, 12, seed=3)[1]
+    assert torch.equal(again.images, val.images)
+    other = train_val_split(ds, 12, seed=4)[1]
+    assert not torch.equal(other.images, val.images)
+    frac = train_val_split(ds, 0.5, seed=0)[1]
+    assert torch.bincount(frac.labels, minlength=3).tolist() == [15, 10, 5]
+    # Uneven quotas still add up exactly (largest remainder).
+    assert len(train_val_split(ds, 7)[1]) == 7
+    sub = stratified_subset(ds, 30, seed=1)
+    assert len(sub) == 30 and torch.bincount(sub.labels).tolist() == [15, 10, 5]
+    for bad in (0, 60, 1.0, -0.1, "5", True):
+        with pytest.raises(AutosoftError, match="val_size"):
+            train_val_split(ds, bad)
+
+
+def test_channel_mean_std_constants_and_names():
+    assert channel_mean_std("cifar10") == ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+    assert channel_mean_std("cifar100")[0] == channel_mean_std("cifar100-coarse")[0]
+    with pytest.raises(AutosoftError, match="cifar10"):
+        channel_mean_std("imagefolder:x")
+    assert set(DATASET_NAMES) == {"cifar10", "cifar100", "cifar100-coarse", "svhn"}
+
+
+def test_unknown_name_and_split():
+    with pytest.raises(AutosoftError, match="allowed: cifar10, cifar100, cifar100-coarse, svhn, imagefolder:PATH"):
+        load_dataset("mnist", "train")
+    with pytest.raises(AutosoftError, match="allowed: train, test"):
+        load_dataset("cifar10", "val")
+
+
+# ----------------------------------------------------------------------------- real offline CIFAR-10
+
+@pytest.mark.skipif(not (REAL_ROOT / "cifar-10-batches-py" / "data_batch_1").is_file(),
+                    reason="offline CIFAR-10 not present")
+def test_real_cifar10():
+    train = load_dataset("cifar10", "train", data_dir=REAL_ROOT, strict=True)
+    test = load_dataset("cifar10", "test", data_dir=REAL_ROOT, strict=True)
+    assert len(train) == 50000 and len(test) == 10000
+    assert torch.bincount(train.labels).tolist() == [5000] * 10
+    mean, std = channel_mean_std(train, measure=True)
+    assert mean == pytest.approx((0.4914, 0.4822, 0.4465), abs=1e-3)
+    assert std == pytest.approx((0.2470, 0.2435, 0.2616), abs=1e-3)

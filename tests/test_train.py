@@ -1,0 +1,142 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from autosoft.errors import AutosoftError
+from autosoft.train import TrainConfig, TrainingDiverged, lr_factor, train
+
+
+def _config(root, **kw):
+    base = dict(dataset="cifar10", model="proxy", model_kwargs={"width": 8}, epochs=3, batch_size=100,
+                lr=0.1, val_size=200, data_dir=str(root), threads=2)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_lr_schedule_known_values():
+    assert lr_factor(0, 100, 10, "onecycle") == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10, "onecycle") == pytest.approx(1.0)
+    assert lr_factor(55, 100, 10, "onecycle") == pytest.approx(0.5)
+    assert lr_factor(55, 100, 10, "cosine") == pytest.approx(0.5)
+    assert lr_factor(100, 100, 10, "cosine") == pytest.approx(0.0)
+
+
+def test_train_reports_every_epoch_and_learns(small_cifar10, tmp_path):
+    reports = []
+    final = train(_config(small_cifar10, epochs=4, lr=0.2), "softaug", run_dir=tmp_path / "run",
+                  report=lambda e, m: reports.append((e, m)))
+    assert [e for e, _ in reports] == [0, 1, 2, 3]
+    assert {"train_loss", "train_acc", "val_acc", "val_nll", "val_ece", "epoch_time_s"} <= set(reports[0][1])
+    assert reports[-1][1]["train_loss"] < reports[0][1]["train_loss"]
+    assert final["top1"] > 0.15  # 10 classes: chance is 0.10
+    for key in ("ece", "ece_ts", "temperature", "occlusion_acc@0.25", "shift_acc@8px"):
+        assert final[key] is not None
+    run = tmp_path / "run"
+    for name in ("config.json", "policy.json", "metrics.jsonl", "final.json", "model.pt", "reliability.png"):
+        assert (run / name).exists(), name
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 4
+    # a finished run is never overwritten
+    with pytest.raises(AutosoftError, match="already holds a finished run"):
+        train(_config(small_cifar10, epochs=4, lr=0.2), "softaug", run_dir=run)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_to_the_same_result(small_cifar10, tmp_path):
+    config = _config(small_cifar10, eval_test=False)
+    straight = train(config, "randaugment", run_dir=tmp_path / "a")
+
+    def crash_after_first_epoch(epoch, metrics):
+        if epoch == 1:
+            raise _Stop
+    with pytest.raises(_Stop):
+        train(config, "randaugment", run_dir=tmp_path / "b", report=crash_after_first_epoch)
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    resumed_epochs = []
+    resumed = train(config, "randaugment", run_dir=tmp_path / "b", report=lambda e, m: resumed_epochs.append(e))
+    assert resumed_epochs == [2]
+    assert resumed["val_acc"] == straight["val_acc"]
+    assert resumed["val_nll"] == pytest.approx(straight["val_nll"], rel=1e-5)
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
+
+
+def test_other_config_in_unfinished_dir_is_refused(small_cifar10, tmp_path):
+    def stop(epoch, metrics):
+        raise _Stop
+    with pytest.raises(_Stop):
+        train(_config(small_cifar10, eval_test=False), "baseline", run_dir=tmp_path / "r", report=stop)
+    with pytest.raises(AutosoftError, match="different config or policy"):
+        train(_config(small_cifar10, eval_test=False, lr=0.05), "baseline", run_dir=tmp_path / "r")
+
+
+def test_divergence_is_reported(small_cifar10):
+    with pytest.raises(TrainingDiverged, match="lower the learning rate"):
+        train(_config(small_cifar10, epochs=1, lr=1e9, eval_test=False, val_size=0), "none")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 0, "epochs: expected an integer >= 1"),
+    ("schedule", "linear", "schedule: expected one of onecycle, cosine"),
+    ("weak_aug_epochs", 9, "weak_aug_epochs: expected an integer in [0, epochs=3]"),
+])
+def test_bad_config(small_cifar10, field, value, message):
+    with pytest.raises(AutosoftError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        train(_config(small_cifar10, **{field: value}), "none")
+    with pytest.raises(AutosoftError, match="unknown field 'epoch'"):
+        TrainConfig.from_dict({"epoch": 3})
+
+
+def _cli(*args, env_root=None):
+    import os
+    env = {**os.environ, "AUTOSOFT_DATA": str(env_root)} if env_root else None
+    return subprocess.run([sys.executable, "-m", "autosoft.cli", *args], capture_output=True, text=True, env=env)
+
+
+def test_cli_train_survives_kill_9_then_eval(small_cifar10, tmp_path):
+    import os
+    import time
+    out = tmp_path / "cli-run"
+    args = ["train", "--policy", "softaug", "--out", str(out), "--width", "8", "--epochs", "3",
+            "--batch-size", "100", "--val-size", "200", "--threads", "2", "--quiet"]
+    env = {**os.environ, "AUTOSOFT_DATA": str(small_cifar10)}
+    proc = subprocess.Popen([sys.executable, "-m", "autosoft.cli", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 1) and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL: no cleanup runs
+    proc.wait()
+    r = _cli(*args, env_root=small_cifar10)
+    assert r.returncode == 0, r.stderr
+    epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
+    assert epochs == [0, 1, 2]
+    assert "top1" in r.stdout
+    r = _cli("eval", "--checkpoint", str(out), env_root=small_cifar10)
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "eval.json").read_text())
+    final = json.loads((out / "final.json").read_text())
+    assert report["top1"] == pytest.approx(final["top1"])
+    r = _cli(*args, env_root=small_cifar10)  # finished: refused, nothing overwritten
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "already holds a finished run" in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--policy", "nope"], "neither a built-in name nor an existing file"),
+    (["train", "--epochs", "x"], "invalid int value"),
+    (["train", "--dataset", "imagenet"], "unknown data set"),
+    (["eval", "--checkpoint", "/nonexistent"], "not an autosoft run directory"),
+])
+def test_cli_bad_input_is_one_line_exit_2(small_cifar10, tmp_path, args, message):
+    r = _cli(*args, "--out", str(tmp_path / "x") if args[0] == "train" else "--device", "cpu", env_root=small_cifar10)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert message in r.stderr
