@@ -40,6 +40,13 @@ def _uniform(n: int, generator: torch.Generator | None) -> torch.Tensor:
     return torch.rand(n, generator=generator)
 
 
+def _rows(images: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) uint8 as (B, bytes) rows, viewed as int64 when the row size allows:
+    moving whole images around by index is several times faster on 8-byte elements."""
+    rows = images.contiguous().view(images.shape[0], -1)
+    return rows.view(torch.int64) if rows.shape[1] % 8 == 0 else rows
+
+
 class PolicyAugment(torch.nn.Module):
     """A policy as a module: ``(uint8 images, int labels) -> AugmentedBatch``.
 
@@ -70,13 +77,14 @@ class PolicyAugment(torch.nn.Module):
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise AutosoftError(f"images must be a uint8 (B, C, H, W) tensor, got {images.dtype} {tuple(images.shape)}")
         n = images.shape[0]
-        images = images.clone()  # the kernels write into this copy, never into the caller's batch
-        keep = torch.ones(n)  # prod(1 - s_i) over the ops applied so far, on the CPU
+        keep = torch.ones(n, device=images.device)  # prod(1 - s_i) over the ops applied so far
         for entry in self.policy.base:
-            images, keep = self._apply_entry(images, keep, entry, generator)
+            applied = _uniform(n, generator) < entry.probability
+            images, keep = self._apply_per_image(images, keep, [entry.op], torch.zeros(n, dtype=torch.long),
+                                                 torch.full((n,), entry.magnitude), applied, generator)
         images, keep = self._apply_policy_ops(images, keep, generator)
 
-        severity = (1.0 - keep).to(images.device)
+        severity = 1.0 - keep
         st = self.policy.soft_targets
         if st is None:
             rows, weights = soft_targets(labels, torch.zeros_like(severity), self.num_classes)
@@ -85,34 +93,42 @@ class PolicyAugment(torch.nn.Module):
                                          p_min=st.p_min, power=st.power, mode=st.mode)
         return AugmentedBatch(images, rows, weights, severity)
 
-    # ---- one op on the images that drew it -------------------------------------
-    def _run_group(self, images, keep, op: str, idx: torch.Tensor, magnitude: torch.Tensor, generator):
-        """Apply `op` to images[idx] (idx on the CPU) with per-image magnitudes."""
-        if idx.numel() == 0:
-            return images, keep
-        magnitude = (magnitude * self.strength).clamp(0, 1)
-        sign = torch.where(_uniform(idx.numel(), generator) < 0.5, -1.0, 1.0)
-        dev = images.device
-        out, lost = run_op(op, images[idx.to(dev)], magnitude.to(dev), sign.to(dev),
-                           wide=self.policy.ranges == "wide", generator=generator, fill=self.fill)
-        images.index_copy_(0, idx.to(dev), out)
-        sensitivity = self._sensitivity.get(op, 0.0)
-        if sensitivity > 0:
-            raw = lost.float().cpu() if OPS[op].lossy else magnitude
-            keep = keep.index_copy(0, idx, keep[idx] * (1.0 - sensitivity * raw.clamp(0, 1)))
-        return images, keep
-
-    def _apply_entry(self, images, keep, entry: OpEntry, generator):
-        applied = _uniform(images.shape[0], generator) < entry.probability
-        idx = applied.nonzero().flatten()
-        return self._run_group(images, keep, entry.op, idx, torch.full((idx.numel(),), entry.magnitude), generator)
-
     def _apply_per_image(self, images, keep, op_names, op_index, magnitude, applied, generator):
-        """Each image i runs op_names[op_index[i]] at magnitude[i] where applied[i]."""
-        for k, op in enumerate(op_names):
-            idx = ((op_index == k) & applied).nonzero().flatten()
-            images, keep = self._run_group(images, keep, op, idx, magnitude[idx], generator)
-        return images, keep
+        """Image i runs op_names[op_index[i]] at magnitude[i] where applied[i] (index tensors on the CPU).
+
+        The batch is sorted once by op, so each op's images are one contiguous slice:
+        one gather in and one out per step, instead of a gather and scatter per op.
+        """
+        n, dev = images.shape[0], images.device
+        skip = len(op_names)
+        op_index = torch.where(applied, op_index, skip)  # skipped images form the last group
+        counts = torch.bincount(op_index, minlength=skip + 1).tolist()
+        if counts[skip] == n:
+            return images, keep
+        order = torch.argsort(op_index, stable=True)
+        sign = torch.where(_uniform(n, generator) < 0.5, -1.0, 1.0)[order].to(dev)
+        magnitude = (magnitude[order] * self.strength).clamp(0, 1).to(dev)
+        order = order.to(dev)
+        ordered = _rows(images).index_select(0, order).view(torch.uint8).view_as(images)
+        pieces, survive, lo = [], torch.ones(n, device=dev), 0
+        for k, count in enumerate(counts):
+            hi = lo + count
+            if count and k < skip and op_names[k] != "Identity":
+                op = op_names[k]
+                out, lost = run_op(op, ordered[lo:hi], magnitude[lo:hi], sign[lo:hi],
+                                   wide=self.policy.ranges == "wide", generator=generator, fill=self.fill)
+                pieces.append(out)
+                sensitivity = self._sensitivity.get(op, 0.0)
+                if sensitivity > 0:
+                    raw = lost.float() if OPS[op].lossy else magnitude[lo:hi].float()
+                    survive[lo:hi] = 1.0 - sensitivity * raw.clamp(0, 1)
+            elif count:
+                pieces.append(ordered[lo:hi])
+            lo = hi
+        restore = torch.empty_like(order)
+        restore[order] = torch.arange(n, device=dev)
+        images = _rows(torch.cat(pieces)).index_select(0, restore).view(torch.uint8).view_as(images)
+        return images, keep * survive.index_select(0, restore)
 
     def _apply_policy_ops(self, images, keep, generator):
         p, n = self.policy, images.shape[0]

@@ -188,22 +188,25 @@ class Policy:
 class _Field:
     """A value with the path it came from, so errors can name the field."""
 
-    def __init__(self, path: str, value: Any):
-        self.path, self.value = path, value
+    def __init__(self, source: str, value: Any, path: str = ""):
+        self.source, self.value, self.path = source, value, path
+
+    def where(self) -> str:
+        return f"{self.source}: {self.path}" if self.path else self.source
 
     def fail(self, allowed: str) -> AutosoftError:
-        return AutosoftError(f"{self.path}: expected {allowed}, got {self.value!r}")
+        return AutosoftError(f"{self.where()}: expected {allowed}, got {self.value!r}")
 
     def child(self, key: str | int) -> _Field:
-        sep = f"[{key}]" if isinstance(key, int) else f".{key}"
-        return _Field(self.path + sep, self.value[key])
+        sub = f"[{key}]" if isinstance(key, int) else (f".{key}" if self.path else key)
+        return _Field(self.source, self.value[key], self.path + sub)
 
     def obj(self, allowed_keys: tuple[str, ...]) -> dict:
         if not isinstance(self.value, dict):
             raise self.fail("a JSON object")
         unknown = sorted(set(self.value) - set(allowed_keys))
         if unknown:
-            raise AutosoftError(f"{self.path}: unknown field {unknown[0]!r}; allowed: {', '.join(allowed_keys)}")
+            raise AutosoftError(f"{self.where()}: unknown field {unknown[0]!r}; allowed: {', '.join(allowed_keys)}")
         return self.value
 
     def items(self) -> list[_Field]:
@@ -231,7 +234,7 @@ class _Field:
 
     def op_name(self) -> str:
         if self.value not in OPS:
-            raise AutosoftError(f"{self.path}: unknown op {self.value!r}; allowed: {', '.join(OPS)}")
+            raise AutosoftError(f"{self.where()}: unknown op {self.value!r}; allowed: {', '.join(OPS)}")
         return self.value
 
 
@@ -258,15 +261,15 @@ def _parse_policy(root: _Field) -> Policy:
             "trivialaugment", "soft_targets", "provenance")
     d = root.obj(keys)
     if "version" not in d:
-        raise AutosoftError(f"{root.path}: missing field 'version'; allowed: {SCHEMA_VERSION}")
+        raise AutosoftError(f"{root.where()}: missing field 'version'; allowed: {SCHEMA_VERSION}")
     if d["version"] != SCHEMA_VERSION or isinstance(d["version"], bool):
-        raise AutosoftError(f"{root.path}.version: unsupported version {d['version']!r}; allowed: {SCHEMA_VERSION}")
+        raise AutosoftError(f"{root.where()}: version: unsupported version {d['version']!r}; allowed: {SCHEMA_VERSION}")
     kind = root.child("kind").choice(KINDS) if "kind" in d else "none"
     for section in ("subpolicies", "randaugment", "trivialaugment"):
         if section in d and section != kind:
-            raise AutosoftError(f"{root.path}.{section}: only allowed when kind is {section!r} (kind is {kind!r})")
+            raise AutosoftError(f"{root.where()}: {section}: only allowed when kind is {section!r} (kind is {kind!r})")
         if section == kind and section not in d and section == "subpolicies":
-            raise AutosoftError(f"{root.path}: kind 'subpolicies' needs a 'subpolicies' list")
+            raise AutosoftError(f"{root.where()}: kind 'subpolicies' needs a 'subpolicies' list")
 
     name = d.get("name")
     if name is not None and not isinstance(name, str):

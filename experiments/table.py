@@ -1,0 +1,137 @@
+"""Train policies x seeds at one CPU-feasible schedule and write the comparison table.
+
+Each run is a normal `autosoft train` run directory under --results; a run whose
+final.json exists is skipped and an unfinished one resumes, so the table can be
+completed across sessions. Usage (what produced experiments/results/cifar10_cpu):
+
+    python experiments/table.py --config experiments/configs/cifar10_cpu.json \
+        --results experiments/results/cifar10_cpu --seeds 0 1 2 \
+        --policy baseline autoaugment-cifar10 randaugment trivialaugment softaug
+
+A searched policy joins the table as NAME=PATH, e.g. searched=runs/search/policy.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from autosoft.errors import AutosoftError
+from autosoft.policy import load_policy
+from autosoft.train import TrainConfig, train
+
+COLUMNS = [("top1", "top-1"), ("ece", "ECE"), ("ece_ts", "ECE (T-scaled)"), ("nll", "NLL"),
+           ("occlusion_acc@0.25", "occl. 25%"), ("occlusion_acc@0.5", "occl. 50%"),
+           ("shift_acc@4px", "shift 4px"), ("shift_acc@8px", "shift 8px")]
+
+
+def parse_policies(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, _, path = item.partition("=")
+        out[name] = path or name
+    return out
+
+
+def run_all(config: TrainConfig, policies: dict[str, str], seeds: list[int], results: Path) -> None:
+    for seed in seeds:  # seed-major: a partial table already has every policy at seed 0
+        for name, source in policies.items():
+            run_dir = results / f"{name}-s{seed}"
+            if (run_dir / "final.json").exists():
+                continue
+            t0 = time.time()
+            cfg = TrainConfig.from_dict({**config.to_dict(), "seed": seed})
+            final = train(cfg, load_policy(source), run_dir=run_dir)
+            print(f"{name} seed {seed}: top1 {final['top1']:.4f} ece {final['ece']:.4f} "
+                  f"({time.time() - t0:.0f}s)", flush=True)
+
+
+def collect(policies: dict[str, str], seeds: list[int], results: Path) -> dict[str, list[dict]]:
+    rows = {}
+    for name in policies:
+        finals = []
+        for seed in seeds:
+            path = results / f"{name}-s{seed}" / "final.json"
+            if path.exists():
+                finals.append(json.loads(path.read_text()))
+        rows[name] = finals
+    return rows
+
+
+def _fmt(values: list[float]) -> str:
+    if not values:
+        return "-"
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
+def write_table(rows: dict[str, list[dict]], results: Path, config: TrainConfig) -> str:
+    header = "| policy | runs | " + " | ".join(label for _, label in COLUMNS) + " | train s/run |"
+    lines = [header, "|" + "---|" * (len(COLUMNS) + 3)]
+    for name, finals in rows.items():
+        cells = [_fmt([f[k] for f in finals if f.get(k) is not None]) for k, _ in COLUMNS]
+        secs = f"{statistics.fmean(f['train_time_s'] for f in finals):.0f}" if finals else "-"
+        lines.append(f"| {name} | {len(finals)} | " + " | ".join(cells) + f" | {secs} |")
+    text = "\n".join(lines)
+    note = (f"\nAll numbers in % (mean ± std over seeds). CIFAR-10 test split; ECE with 15 equal-width bins; "
+            f"temperature fitted on a {config.val_size}-image validation split held out of train.\n"
+            f"Config: {json.dumps(config.to_dict())}\n")
+    (results / "table.md").write_text(text + "\n" + note)
+    return text
+
+
+def plot(rows: dict[str, list[dict]], results: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    keys = [("top1", "test top-1"), ("ece", "ECE"), ("occlusion_acc@0.5", "50% occluded"), ("shift_acc@8px", "8 px shift")]
+    fig = Figure(figsize=(4 * len(keys), 4))
+    FigureCanvasAgg(fig)
+    names = [n for n, f in rows.items() if f]
+    for i, (key, label) in enumerate(keys):
+        ax = fig.add_subplot(1, len(keys), i + 1)
+        for j, name in enumerate(names):
+            vals = [100 * f[key] for f in rows[name] if f.get(key) is not None]
+            ax.scatter([j] * len(vals), vals, s=18, alpha=0.6)
+            ax.errorbar([j], [statistics.fmean(vals)], yerr=[statistics.stdev(vals) if len(vals) > 1 else 0],
+                        fmt="_", color="k", capsize=6, markersize=18)
+        ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
+        ax.set_title(label + " (%)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(results / "table.png", dpi=110)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", required=True, help="JSON train config (see experiments/configs/)")
+    ap.add_argument("--results", required=True, help="folder of run directories and the table")
+    ap.add_argument("--policy", nargs="+", required=True, help="built-in names or NAME=PATH")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--data-dir", help="data root (else $AUTOSOFT_DATA)")
+    ap.add_argument("--table-only", action="store_true", help="only rebuild the table from finished runs")
+    args = ap.parse_args(argv)
+    try:
+        config = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
+        if args.data_dir:
+            config.data_dir = args.data_dir
+        policies = parse_policies(args.policy)
+        results = Path(args.results)
+        results.mkdir(parents=True, exist_ok=True)
+        if not args.table_only:
+            run_all(config, policies, args.seeds, results)
+        rows = collect(policies, args.seeds, results)
+        print(write_table(rows, results, config))
+        plot(rows, results)
+    except AutosoftError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from autosoft.cli import main
+
+
+def test_show_ops_lists_every_op(capsys):
+    from autosoft.ops import OPS
+    assert main(["show", "ops"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in OPS)
+
+
+def test_show_policy_and_json(capsys):
+    assert main(["show", "autoaugment-cifar10", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "25 sub-policies" in out and '"version": 1' in out
+
+
+def test_show_policies_lists_builtins(capsys):
+    assert main(["show", "policies"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"Policy({n}" in out for n in ("none", "baseline", "randaugment", "trivialaugment", "softaug"))
+
+
+def test_preview_writes_a_grid(small_cifar10, tmp_path, capsys):
+    path = tmp_path / "grid.png"
+    assert main(["show", "softaug", "--preview", str(path), "--data-dir", str(small_cifar10)]) == 0
+    with Image.open(path) as im:
+        assert im.size[0] > 200 and im.size[1] > 200
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "invalid JSON at line 1"),
+    (json.dumps({"version": 1, "base": [["Blur", 1, 1]]}), "unknown op 'Blur'; allowed: Identity"),
+    (json.dumps({"version": 1, "base": [["Rotate", 1, 3]]}), "p.json: base[0][2]: expected a number in [0, 1], got 3"),
+    (json.dumps({"base": []}), "missing field 'version'"),
+])
+def test_bad_policy_file_is_one_line_exit_2(tmp_path, content, message):
+    path = tmp_path / "p.json"
+    path.write_text(content)
+    r = subprocess.run([sys.executable, "-m", "autosoft.cli", "show", str(path)], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+
+
+def test_unknown_subcommand_is_one_line():
+    r = subprocess.run([sys.executable, "-m", "autosoft.cli", "serch"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "invalid choice" in r.stderr
