@@ -96,8 +96,9 @@ class PolicyAugment(torch.nn.Module):
     def _apply_per_image(self, images, keep, op_names, op_index, magnitude, applied, generator):
         """Image i runs op_names[op_index[i]] at magnitude[i] where applied[i] (index tensors on the CPU).
 
-        The batch is sorted once by op, so each op's images are one contiguous slice:
-        one gather in and one out per step, instead of a gather and scatter per op.
+        The batch is sorted once by op; each op's images are gathered straight from the
+        input and its results written straight into one output batch, so no full-batch
+        temporaries are made (on the CPU those cost page faults as much as copying).
         """
         n, dev = images.shape[0], images.device
         skip = len(op_names)
@@ -106,29 +107,39 @@ class PolicyAugment(torch.nn.Module):
         if counts[skip] == n:
             return images, keep
         order = torch.argsort(op_index, stable=True)
-        sign = torch.where(_uniform(n, generator) < 0.5, -1.0, 1.0)[order].to(dev)
-        magnitude = (magnitude[order] * self.strength).clamp(0, 1).to(dev)
+        sign = torch.where(_uniform(n, generator) < 0.5, -1.0, 1.0)[order].to(dev, torch.float64)
+        magnitude = (magnitude[order] * self.strength).clamp(0, 1).to(dev, torch.float64)
         order = order.to(dev)
-        ordered = _rows(images).index_select(0, order).view(torch.uint8).view_as(images)
-        pieces, survive, lo = [], torch.ones(n, device=dev), 0
+        src = _rows(images)
+        passthrough = counts[skip] + sum(c for k, c in enumerate(counts[:skip]) if op_names[k] == "Identity")
+        if 2 * passthrough > n:  # mostly unchanged: one copy, then overwrite the transformed images
+            out = images.clone(memory_format=torch.contiguous_format)
+        else:
+            out = torch.empty(images.shape, dtype=images.dtype, device=dev)
+        dst = _rows(out)
+        wide = self.policy.ranges == "wide"
+        survive, lo = None, 0
         for k, count in enumerate(counts):
             hi = lo + count
-            if count and k < skip and op_names[k] != "Identity":
+            if not count:
+                continue
+            idx = order[lo:hi]
+            if k < skip and op_names[k] != "Identity":
                 op = op_names[k]
-                out, lost = run_op(op, ordered[lo:hi], magnitude[lo:hi], sign[lo:hi],
-                                   wide=self.policy.ranges == "wide", generator=generator, fill=self.fill)
-                pieces.append(out)
+                piece = src.index_select(0, idx).view(torch.uint8).view(count, *images.shape[1:])
+                result, lost = run_op(op, piece, magnitude[lo:hi], sign[lo:hi],
+                                      wide=wide, generator=generator, fill=self.fill)
+                dst.index_copy_(0, idx, _rows(result))
                 sensitivity = self._sensitivity.get(op, 0.0)
                 if sensitivity > 0:
                     raw = lost.float() if OPS[op].lossy else magnitude[lo:hi].float()
-                    survive[lo:hi] = 1.0 - sensitivity * raw.clamp(0, 1)
-            elif count:
-                pieces.append(ordered[lo:hi])
+                    if survive is None:
+                        survive = torch.ones(n, device=dev)
+                    survive.index_copy_(0, idx, 1.0 - sensitivity * raw.clamp(0, 1))
+            elif 2 * passthrough <= n:
+                dst.index_copy_(0, idx, src.index_select(0, idx))
             lo = hi
-        restore = torch.empty_like(order)
-        restore[order] = torch.arange(n, device=dev)
-        images = _rows(torch.cat(pieces)).index_select(0, restore).view(torch.uint8).view_as(images)
-        return images, keep * survive.index_select(0, restore)
+        return out, keep if survive is None else keep * survive
 
     def _apply_policy_ops(self, images, keep, generator):
         p, n = self.policy, images.shape[0]

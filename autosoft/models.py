@@ -50,8 +50,11 @@ class _ConvBN(nn.Sequential):
 class ProxyNet(nn.Module):
     """airbench-like CNN: conv stem, 3 stages of (conv-pool-BN-GELU, conv-BN-GELU), max pool, linear.
 
-    Stage widths are (w, 2w, 4w) after a stem of w/2 channels (airbench uses 24 / 64,256,256).
-    w=32 costs ~0.15 GFLOP per 32x32 image forward.
+    Stage widths are (w, 2w, 4w) after a stem of w/2 channels (airbench: 24 / 64,256,256).
+    Measured on the 2-core CPU, batch 256, channels_last, fwd+bwd+SGD step (129 MFLOP/image at w=32):
+    w=16 ~3.9k img/s, w=32 ~1.8k (27 s per 50k epoch), w=48 ~0.8k, w=64 ~0.6k. After 2 epochs of
+    CIFAR-10 (flip only): w=16 68.4%, w=32 74.0%, w=48 75.3% test accuracy, so w=32 is the
+    default: the best accuracy per second of the three.
     """
 
     def __init__(self, num_classes: int, in_channels: int = 3, width: int = 32):

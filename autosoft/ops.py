@@ -28,11 +28,11 @@ Conventions that are easy to get wrong, fixed here once:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from numbers import Real
 
 import torch
-import torch.nn.functional as nnf
 
 from autosoft.errors import AutosoftError
 
@@ -109,14 +109,31 @@ OP_NAMES = list(OPS)
 
 
 # --- helpers ------------------------------------------------------------------
+# Speed notes (CPU, one thread): uint8 <-> float32 casts and float arithmetic are
+# vectorised, but float -> uint8 casts, bool-producing comparisons, `where`,
+# `trunc`, `aminmax` and int64 temporaries are many times slower, and every large
+# fresh temporary costs page faults. The kernels below therefore stay in float32
+# or int16 arithmetic, cast to uint8 through int16, and use int32 indices.
 
 def _col(t: torch.Tensor) -> torch.Tensor:
     """(B,) -> (B, 1, 1, 1) for per-image broadcasting."""
     return t.view(-1, 1, 1, 1)
 
 
+def _u8(f: torch.Tensor) -> torch.Tensor:
+    """Float already clamped to [0, 255] -> uint8, truncating as ``.to(torch.uint8)`` does.
+
+    Via int16: identical values, but the direct float -> uint8 cast is not vectorised.
+    """
+    return f.to(torch.int16).to(torch.uint8)
+
+
+def _f32(images: torch.Tensor) -> torch.Tensor:
+    return images.to(torch.float32)
+
+
 def _blend(img1: torch.Tensor, img2: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
-    """torchvision's ``_blend`` with a per-image ratio (float64, (B,)).
+    """torchvision's ``_blend`` with a per-image ratio (float64, (B,)); img1, img2 float32.
 
     torchvision computes ``img1*r`` then ``add_(img2, alpha=1-r)``, i.e. a fused
     multiply-add; ``addcmul`` is fused the same way, so results match bit for bit.
@@ -124,7 +141,7 @@ def _blend(img1: torch.Tensor, img2: torch.Tensor, ratio: torch.Tensor) -> torch
     """
     r = _col(ratio.to(torch.float32))
     alpha = _col((1.0 - ratio).to(torch.float32))
-    return torch.addcmul(img1.mul(r), img2, alpha).clamp_(0, 255).to(torch.uint8)
+    return _u8(torch.addcmul(img1.mul_(r), img2, alpha).clamp_(0, 255))
 
 
 def _grey(images: torch.Tensor) -> torch.Tensor:
@@ -144,18 +161,29 @@ def _rand(n: int, generator, device, dtype=torch.float64) -> torch.Tensor:
     return torch.rand(n, generator=generator, device=gdev, dtype=dtype).to(device)
 
 
+def _index_dtype(numel: int):
+    # int32 indices halve the index traffic; int64 only when the flat size needs it
+    return torch.int32 if numel < 2**31 - 1 else torch.int64
+
+
 def _padded(images: torch.Tensor, py: int, px: int, fill: torch.Tensor) -> torch.Tensor:
-    """Images framed by a border of fill (py rows, px columns), flattened to (B, C, H2*W2)."""
+    """Images framed by a border of fill (py rows, px columns), shape (B, C, H2, W2)."""
     b, c, h, w = images.shape
     out = fill.expand(b, c, h + 2 * py, w + 2 * px).clone()
     out[:, :, py:py + h, px:px + w] = images
-    return out.view(b, c, -1)
+    return out
 
 
-def _gather(flat: torch.Tensor, idx: torch.Tensor, shape) -> torch.Tensor:
-    """out[b, c, p] = flat[b, c, idx[b, p]]: one gather for the batch, shared by the channels."""
-    b, c = flat.shape[:2]
-    return flat.gather(2, idx.view(b, 1, -1).expand(b, c, idx.shape[-1])).view(shape)
+def _sample(padded: torch.Tensor, idx: torch.Tensor, shape) -> torch.Tensor:
+    """out[b, c, p] = padded[b, c, idx[b, p]] (idx (B, 1, P) flat positions in one padded image).
+
+    One 1-D ``index_select`` over the whole batch (faster than ``gather`` on CPU):
+    the per-image and per-channel offsets are added to the shared positions.
+    """
+    b, c = padded.shape[:2]
+    plane = padded.shape[2] * padded.shape[3]
+    off = torch.arange(0, b * c * plane, plane, dtype=idx.dtype, device=idx.device).view(b, c, 1)
+    return padded.view(-1).index_select(0, (idx + off).view(-1)).view(shape)
 
 
 def _shift(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, fill: torch.Tensor, px: int, py: int):
@@ -170,98 +198,105 @@ def _shift(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, fill: torch
     dx = dx.clamp(-px, px)
     dy = dy.clamp(-py, py)
     w2 = w + 2 * px
-    base = ((torch.arange(h, device=dev) + py) * w2).view(h, 1) + (torch.arange(w, device=dev) + px)
-    idx = base.view(1, h * w) - (dy * w2 + dx).view(b, 1)
-    out = _gather(_padded(images, py, px, fill), idx, images.shape)
+    padded = _padded(images, py, px, fill)
+    dt = _index_dtype(padded.numel())
+    base = _const("shift", h, w, dev, py, px).to(dt)
+    idx = base.view(1, 1, h * w) - (dy * w2 + dx).to(dt).view(b, 1, 1)
+    out = _sample(padded, idx, images.shape)
     lost = 1.0 - ((w - dx.abs()) * (h - dy.abs())).to(torch.float64) / (h * w)
     return out, lost
 
 
-def _inverse_affine(angle, shear_x, shear_y, cx, cy):
-    """Batched torchvision ``_get_inverse_affine_matrix`` (degrees, no translate, scale 1).
-
-    All inputs float64 tensors (B,) or floats; returns (B, 2, 3) float64.
-    """
-    rot = torch.deg2rad(angle)
-    sx = torch.deg2rad(shear_x)
-    sy = torch.deg2rad(shear_y)
-    cos_sy = torch.cos(sy)
-    tan_sx = torch.tan(sx)
-    a = torch.cos(rot - sy) / cos_sy
-    b_ = -(a * tan_sx + torch.sin(rot))
-    c = torch.sin(rot - sy) / cos_sy
-    d = torch.cos(rot) - c * tan_sx
-    m0, m1, m3, m4 = d, -b_, -c, a
-    m2 = cx - m0 * cx - m1 * cy
-    m5 = cy - m3 * cx - m4 * cy
-    return torch.stack([m0, m1, m2, m3, m4, m5], dim=1).view(-1, 2, 3)
-
-
-def _warp(images: torch.Tensor, matrix: torch.Tensor, fill: torch.Tensor):
-    """Nearest-neighbour warp of each image by its own inverse affine matrix.
+def _warp(images: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor, need_lost: bool = True):
+    """Nearest-neighbour warp of each image by its own inverse affine matrix (B, 6) (row-major 2x3).
 
     The sampling grid is built exactly as torchvision's ``_affine_grid`` (same
     float32 ops, batched), and the nearest source pixel is picked with the same
     arithmetic as ``grid_sample(mode="nearest", align_corners=False)``:
     ``round_half_even((g + 1) * size/2 - 0.5)``. Instead of ``grid_sample`` on
-    floats, one integer gather does the sampling: coordinates are clamped into a
-    one-pixel fill frame, and a ones channel gathered alongside measures ``lost``.
+    floats, one integer index_select does the sampling: coordinates are clamped
+    into a one-pixel fill frame, and the frame looked up at the same positions
+    measures ``lost``.
     """
     b, c, h, w = images.shape
     dev = images.device
-    theta = matrix.to(device=dev, dtype=torch.float32)
-    base = torch.empty(1, h, w, 3, dtype=torch.float32, device=dev)
-    base[..., 0].copy_(torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, steps=w, device=dev))
-    base[..., 1].copy_(torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, steps=h, device=dev).unsqueeze_(-1))
-    base[..., 2].fill_(1)
-    scaled = theta.transpose(1, 2).div_(torch.tensor([0.5 * w, 0.5 * h], dtype=torch.float32, device=dev))
-    grid = base.view(1, h * w, 3).expand(b, h * w, 3).bmm(scaled)  # (B, HW, 2)
-    ix = grid[..., 0].add(1.0).mul_(0.5 * w).sub_(0.5).round_().clamp_(-1, w)
-    iy = grid[..., 1].add(1.0).mul_(0.5 * h).sub_(0.5).round_().clamp_(-1, h)
-    idx = iy.add_(1.0).mul_(w + 2).add_(ix).add_(1.0).to(torch.int64)
-    src = torch.cat((images, torch.ones(b, 1, h, w, dtype=torch.uint8, device=dev)), dim=1)
-    fill1 = torch.cat((fill.expand(1, c, 1, 1), fill.new_zeros(1, 1, 1, 1)), dim=1)
-    out = _gather(_padded(src, 1, 1, fill1), idx, (b, c + 1, h, w))
-    lost = 1.0 - out[:, c].sum(dim=(1, 2), dtype=torch.float64) / (h * w)
-    return out[:, :c].contiguous(), lost
+    half = _const("half", h, w, dev)
+    t = theta.to(torch.float32).view(b, 2, 3).transpose(1, 2).div_(half.view(2))  # (B, 3, 2)
+    t = t.unsqueeze(-1).unsqueeze(-1)  # (B, 3, 2, 1, 1): x and y planes side by side
+    # torchvision's base grid is [x, y, 1] @ scaled (a bmm); written out in the same order
+    # (products rounded, then summed left to right) it gives identical floats, much faster
+    grid = torch.add(_const("bx", h, w, dev) * t[:, 0], _const("by", h, w, dev) * t[:, 1]).add_(t[:, 2])
+    ixy = grid.add_(1.0).mul_(half).sub_(0.5).round_()  # (B, 2, H, W)
+    if w == h:  # clamp into the frame, [-1, w] x [-1, h]; scalar bounds are the fast path
+        ixy.clamp_(-1, w)
+    else:
+        ixy[:, 0].clamp_(-1, w)
+        ixy[:, 1].clamp_(-1, h)
+    padded = _padded(images, 1, 1, fill)
+    ixy = ixy.to(_index_dtype(padded.numel()))
+    idx = torch.add(ixy[:, 0], ixy[:, 1], alpha=w + 2).add_(w + 3).view(b, 1, h * w)  # in the framed image
+    out = _sample(padded, idx, images.shape)
+    if not need_lost:
+        return out, None
+    # lost = share of samples that landed in the fill frame
+    frame = _const("frame", h, w, dev).index_select(0, idx.view(-1)).view(b, h * w)
+    lost = frame.sum(1, dtype=torch.float64) / (h * w)
+    return out, lost
 
 
-def _apply_lut(images: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
-    """out = lut[b, (c,) x]: per-image (B, 256) or per-channel (B, C, 256) uint8 tables."""
-    b, c = images.shape[:2]
-    rows = b * c if lut.ndim == 3 else b
-    return lut.reshape(rows, 256).gather(1, images.reshape(rows, -1).to(torch.int64)).view(images.shape)
-
-
-def _levels(images: torch.Tensor, lead: int) -> torch.Tensor:
-    """Float32 0..255 ramp shaped (1, ..., 256) with `lead` leading singleton dims."""
-    return torch.arange(256, dtype=torch.float32, device=images.device).view(*([1] * lead), 256)
+@functools.lru_cache(maxsize=64)
+def _const(kind: str, h: int, w: int, device: torch.device, py: int = 0, px: int = 0) -> torch.Tensor:
+    """Per-shape constants, built once (tiny ops dominate small groups)."""
+    if kind == "frame":  # 1 on the one-pixel fill frame of an (h+2, w+2) image, flattened
+        frame = torch.ones(h + 2, w + 2, dtype=torch.uint8, device=device)
+        frame[1:-1, 1:-1] = 0
+        return frame.view(-1)
+    if kind == "half":  # torchvision divides the transposed matrix by [0.5 w, 0.5 h]
+        return torch.tensor([0.5 * w, 0.5 * h], dtype=torch.float32, device=device).view(1, 2, 1, 1)
+    if kind == "bx":  # torchvision's _affine_grid x coordinates
+        return torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, steps=w, device=device).view(1, 1, 1, w)
+    if kind == "by":
+        return torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, steps=h, device=device).view(1, 1, h, 1)
+    if kind == "shear_x":  # theta = base + t * pattern: [1, t, t*h/2; 0, 1, 0]
+        return torch.tensor([[1.0, 0, 0, 0, 1, 0], [0, 1, 0.5 * h, 0, 0, 0]], dtype=torch.float64, device=device)
+    if kind == "shear_y":  # [1, 0, 0; t, 1, t*w/2]
+        return torch.tensor([[1.0, 0, 0, 0, 1, 0], [0, 0, 0, 1, 0, 0.5 * w]], dtype=torch.float64, device=device)
+    if kind == "rotate":  # cos * [1, 0, 0; 0, 1, 0] + sin * [0, 1, 0; -1, 0, 0]
+        return torch.tensor([[1.0, 0, 0, 0, 1, 0], [0, 1, 0, -1, 0, 0]], dtype=torch.float64, device=device)
+    if kind == "shift":  # flat position of each pixel inside an image framed by (py, px)
+        w2 = w + 2 * px
+        return ((torch.arange(h, device=device) + py) * w2).view(h, 1) + (torch.arange(w, device=device) + px)
+    if kind == "levels":  # 0..255 as int64
+        return torch.arange(256, device=device)
+    raise KeyError(kind)
 
 
 def _blend_lut(op_lut: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """LUT of ``_blend(op(x), x, m)`` from the LUT of op (B, C, 256): pixel-wise ops stay pixel-wise."""
-    levels = _levels(op_lut, 2)
+    levels = _const("levels", 0, 0, op_lut.device).to(torch.float32).view(1, 1, 256)
     r = m.to(torch.float32).view(-1, 1, 1)
     alpha = (1.0 - m).to(torch.float32).view(-1, 1, 1)
-    return torch.addcmul(op_lut.to(torch.float32).mul(r), levels, alpha).clamp_(0, 255).to(torch.uint8)
+    return _u8(torch.addcmul(op_lut.to(torch.float32).mul_(r), levels, alpha).clamp_(0, 255))
 
 
 # --- kernels: (images, value, sign, m, generator, fill, top) -> (images, lost or None) ---
 # value, sign, m: float64 (B,) on the images' device; fill: uint8 (1, C|1, 1, 1);
 # top: the physical value at m = 1 in the range in use (a static bound for buffer sizes).
 
-def _k_identity(x, v, s, m, g, fill, top):
+def _k_identity(x, v, s, m, g, fill, top, need_lost=True):
     return x.clone(), None
 
 
 def _k_shear(axis):
-    def k(x, v, s, m, g, fill, top):
-        b, _, h, w = x.shape
-        deg = torch.rad2deg(torch.atan(v * s))  # torchvision passes degrees(atan(level))
-        zero = torch.zeros_like(deg)
-        sx, sy = (deg, zero) if axis == "x" else (zero, deg)
-        # center=[0, 0] (top-left) expressed relative to the image centre
-        return _warp(x, _inverse_affine(zero, sx, sy, -0.5 * w, -0.5 * h), fill)
+    kind = "shear_" + axis
+
+    def k(x, v, s, m, g, fill, top, need_lost=True):
+        # torchvision's inverse matrix for shear about center=[0, 0] (the top-left corner),
+        # written out; it passes degrees(atan(level)), so t = tan(radians(degrees(atan(level))))
+        t = torch.tan(torch.deg2rad(torch.rad2deg(torch.atan(v * s))))
+        base, pattern = _const(kind, *x.shape[-2:], x.device)
+        # exact: every entry is 0, 1, t or t * size/2 (one rounded product, as written out)
+        return _warp(x, torch.addcmul(base, t.view(-1, 1), pattern), fill, need_lost)
     return k
 
 
@@ -271,7 +306,7 @@ def _trunc_px(v, size):
 
 
 def _k_translate(axis):
-    def k(x, v, s, m, g, fill, top):
+    def k(x, v, s, m, g, fill, top, need_lost=True):
         h, w = x.shape[-2:]
         size = w if axis == "x" else h
         px = _trunc_px(v, size) * s.to(torch.int64)
@@ -283,106 +318,116 @@ def _k_translate(axis):
     return k
 
 
-def _k_rotate(x, v, s, m, g, fill, top):
-    zero = torch.zeros_like(v)
-    # torchvision's rotate calls the affine helper with -angle (counter-clockwise)
-    return _warp(x, _inverse_affine(-(v * s), zero, zero, zero, zero), fill)
+def _k_rotate(x, v, s, m, g, fill, top, need_lost=True):
+    # torchvision's rotate takes the inverse matrix of -angle about the centre, written out:
+    # [cos r, sin r, 0; -sin r, cos r, 0] with r = radians(-angle); counter-clockwise
+    r = torch.deg2rad(-(v * s))
+    # exact: each entry is cos, sin, -sin or 0 (products with 0 and +-1, sums with 0)
+    theta = torch.stack([torch.cos(r), torch.sin(r)], dim=1) @ _const("rotate", *x.shape[-2:], x.device)
+    return _warp(x, theta, fill, need_lost)
 
 
-def _k_autocontrast(x, v, s, m, g, fill, top):
-    # torchvision's autocontrast_image, evaluated on the 256 levels of each channel
+def _k_autocontrast(x, v, s, m, g, fill, top, need_lost=True):
+    # torchvision's autocontrast_image, then blended with the original by m
     b, c = x.shape[:2]
-    lo, hi = x.view(b, c, -1).aminmax(dim=2)
-    minimum = lo.to(torch.float32).unsqueeze(-1)
-    maximum = hi.to(torch.float32).unsqueeze(-1)
+    flat = x.view(b, c, -1)
+    minimum = flat.amin(dim=2).to(torch.float32).view(b, c, 1, 1)
+    maximum = flat.amax(dim=2).to(torch.float32).view(b, c, 1, 1)
     eq = maximum == minimum
-    inv_scale = maximum.sub_(minimum).mul_(1.0 / 255)
-    minimum[eq] = 0.0
-    inv_scale[eq] = 1.0
-    lut = (_levels(x, 2) - minimum).div_(inv_scale).clamp_(0, 255).to(torch.uint8)
-    return _apply_lut(x, _blend_lut(lut, m)), None
+    inv_scale = maximum.sub_(minimum).mul_(1.0 / 255).masked_fill_(eq, 1.0)
+    minimum.masked_fill_(eq, 0.0)
+    y = _f32(x)
+    # .to(uint8) truncates; values are clamped to >= 0, so floor is the same
+    op = (y - minimum).div_(inv_scale).clamp_(0, 255).floor_()
+    return _blend(op, y, m), None
 
 
-def _k_invert(x, v, s, m, g, fill, top):
-    lut = (255 - torch.arange(256, device=x.device, dtype=torch.uint8)).view(1, 1, 256)
-    return _apply_lut(x, _blend_lut(lut, m)[:, 0]), None
+def _k_invert(x, v, s, m, g, fill, top, need_lost=True):
+    y = _f32(x)
+    return _blend(torch.rsub(y, 255.0), y, m), None
 
 
-def _k_equalize(x, v, s, m, g, fill, top):
+def _k_equalize(x, v, s, m, g, fill, top, need_lost=True):
     # torchvision's equalize_image (PIL's scheme) per channel, as a LUT; one bincount for the batch
     b, c = x.shape[:2]
     n = x.shape[-1] * x.shape[-2]
-    flat = x.reshape(b * c, n).to(torch.int64)
-    offset = torch.arange(b * c, device=x.device).view(-1, 1) * 256
-    hist = torch.bincount((flat + offset).view(-1), minlength=b * c * 256).view(b * c, 256)
-    cum_hist = hist.cumsum(dim=-1)
-    last = cum_hist.argmax(dim=-1, keepdim=True)  # last non-empty bin
-    step = (n - hist.gather(-1, last)).div_(255, rounding_mode="floor")
-    lut = cum_hist[:, :-1].add(step // 2).div_(step.clamp(min=1), rounding_mode="floor").clamp_(0, 255)
-    lut = torch.cat([lut.new_zeros(b * c, 1), lut], dim=1)
-    lut = torch.where(step != 0, lut, torch.arange(256, device=x.device))  # flat histogram: unchanged
-    lut = _blend_lut(lut.view(b, c, 256), m).view(b * c, 256)
-    return lut.gather(1, flat).view(x.shape), None
+    rows = b * c
+    dt = _index_dtype(rows * 256)
+    pixels = x.reshape(rows, n)
+    offset = torch.arange(0, rows * 256, 256, device=x.device, dtype=dt).view(-1, 1)
+    flat = pixels.to(dt).add_(offset)  # level + 256 * row: one histogram for all rows
+    hist = torch.bincount(flat.view(-1), minlength=rows * 256).view(rows, 256)
+    top_count = hist.gather(1, pixels.amax(dim=1, keepdim=True).to(torch.int64))  # last non-empty bin
+    step = (n - top_count).div_(255, rounding_mode="floor")
+    # floor((cum + step // 2) / step) in float64 is exact for any realistic pixel count (< 2^50)
+    lut = hist.cumsum(dim=-1).to(torch.float64)[:, :-1].add_(step // 2).div_(step.clamp(min=1)).floor_().clamp_(0, 255)
+    levels = _const("levels", 0, 0, x.device).to(torch.float64)
+    lut = torch.where(step != 0, lut, levels[1:])  # flat histogram: unchanged
+    op = torch.cat([lut.new_zeros(rows, 1), lut], dim=1).view(b, c, 256)
+    lut = _blend_lut(op, m)
+    return lut.view(-1).index_select(0, flat.view(-1)).view(x.shape), None
 
 
-def _k_solarize(x, v, s, m, g, fill, top):
-    # x >= t (float) <=> x >= ceil(t) for integer x; t = 256 (m = 0) inverts nothing
-    t = torch.ceil((256.0 - v).to(torch.float32)).to(torch.int64)
-    flip = torch.where(t <= 255, 255, 0).to(torch.uint8)
-    t8 = t.clamp(max=255).to(torch.uint8)
-    return torch.where(x >= _col(t8), x ^ _col(flip), x), None
+def _k_solarize(x, v, s, m, g, fill, top, need_lost=True):
+    # torchvision: where(x >= threshold, 255 - x, x). For integer x, x >= thr is x >= ceil(thr);
+    # done in int16 arithmetic: flip = clamp(x - ceil(thr) + 1, 0, 1), out = x ^ (255 * flip)
+    thr = torch.ceil((256.0 - v).to(torch.float32)).to(torch.int16)
+    x16 = x.to(torch.int16)
+    flip = (x16 - _col(thr - 1)).clamp_(0, 1).mul_(255)
+    return flip.bitwise_xor_(x16).to(torch.uint8), None
 
 
-def _k_posterize(x, v, s, m, g, fill, top):
+def _k_posterize(x, v, s, m, g, fill, top, need_lost=True):
     bits = 8 - torch.round(v).to(torch.int64)
     mask = ((1 << bits) - 1) << (8 - bits)
     return x & _col(mask.to(torch.uint8)), None
 
 
-def _k_contrast(x, v, s, m, g, fill, top):
+def _k_contrast(x, v, s, m, g, fill, top, need_lost=True):
+    b, _, h, w = x.shape
     mean = torch.mean(_grey(x), dim=(-3, -2, -1), keepdim=True)  # (B, 1, 1, 1)
     r = 1.0 + s * v
-    lut = torch.addcmul(_levels(x, 1).mul(r.to(torch.float32).view(-1, 1)), mean.view(-1, 1),
-                        (1.0 - r).to(torch.float32).view(-1, 1))
-    return _apply_lut(x, lut.clamp_(0, 255).to(torch.uint8)), None
+    # the mean spread over one channel plane: addcmul's fast path takes one broadcast operand only
+    out = torch.addcmul(_f32(x).mul_(_col(r.to(torch.float32))), mean.expand(b, 1, h, w).contiguous(),
+                        _col((1.0 - r).to(torch.float32)))
+    return _u8(out.clamp_(0, 255)), None
 
 
-def _k_color(x, v, s, m, g, fill, top):
+def _k_color(x, v, s, m, g, fill, top, need_lost=True):
     if x.shape[1] == 1:  # saturation is a no-op on grey images (as torchvision / PIL)
         return x.clone(), None
-    return _blend(x, _grey(x), 1.0 + s * v), None
+    return _blend(_f32(x), _grey(x), 1.0 + s * v), None
 
 
-def _k_brightness(x, v, s, m, g, fill, top):
-    f = (1.0 + s * v).to(torch.float32).view(-1, 1)
-    return _apply_lut(x, _levels(x, 1).mul(f).clamp_(0, 255).to(torch.uint8)), None
+def _k_brightness(x, v, s, m, g, fill, top, need_lost=True):
+    f = _col((1.0 + s * v).to(torch.float32))
+    return _u8(_f32(x).mul_(f).clamp_(0, 255)), None
 
 
-def _k_sharpness(x, v, s, m, g, fill, top):
+def _k_sharpness(x, v, s, m, g, fill, top, need_lost=True):
     b, c, h, w = x.shape
     if h <= 2 or w <= 2:
         return x.clone(), None
     # torchvision: round(conv3x3([[1,1,1],[1,5,1],[1,1,1]] / 13)). The exact value N/13 is
     # never within 1/26 of a .5 tie, so round(N / 13) from the integer sum N is identical.
     # Sums run on each image flattened (long contiguous rows); the wrapped values they
-    # produce at the left/right borders are never used (borders are kept).
-    f = x.reshape(b * c, h * w).to(torch.float32)
+    # produce at the left/right borders are overwritten with the original borders after.
+    f = _f32(x.reshape(b * c, h * w))
     rows = f[:, : -2 * w] + f[:, w:-w]
     rows += f[:, 2 * w:]  # vertical 3-sums, centred one row down
     box = rows[:, :-2] + rows[:, 1:-1]
     box += rows[:, 2:]  # 3x3 sums, centred at flat index w + 1 + j
     centre = f[:, w + 1: h * w - w - 1]
-    blurred = box.add_(centre, alpha=4).div_(13).round_()
-    alpha = (1.0 - (1.0 + s * v)).to(torch.float32).repeat_interleave(c).view(-1, 1)
-    new = torch.addcmul(centre, blurred.sub_(centre), alpha)  # fused like torchvision's add_(alpha=...)
-    out = f.view(b, c, h, w).clone()
-    inner = torch.empty(b * c, (h - 2) * w, dtype=torch.float32, device=x.device)
-    inner[:, 1:-1] = new
-    out[..., 1:-1, 1:-1] = inner.view(b, c, h - 2, w)[..., 1:-1]
-    return out.clamp_(0, 255).to(torch.uint8), None
+    blurred = box.add_(centre, alpha=4).div_(13).round_().sub_(centre)
+    alpha = (1.0 - (1.0 + s * v)).to(torch.float32).view(b, 1, 1).expand(b, c, 1).reshape(b * c, 1)
+    centre.addcmul_(blurred, alpha)  # fused like torchvision's add_(alpha=...); in place: f is ours
+    out = f.view(b, c, h, w)
+    out[..., 1:-1, 0] = x[..., 1:-1, 0]  # borders are kept
+    out[..., 1:-1, -1] = x[..., 1:-1, -1]
+    return _u8(out.clamp_(0, 255)), None
 
 
-def _k_cutout(x, v, s, m, g, fill, top):
+def _k_cutout(x, v, s, m, g, fill, top, need_lost=True):
     b, _, h, w = x.shape
     dev = x.device
     side = torch.round(v * min(h, w)).to(torch.int64)
@@ -395,24 +440,25 @@ def _k_cutout(x, v, s, m, g, fill, top):
     x1 = (cx - side // 2 + side).clamp(0, w)
     ys = torch.arange(h, device=dev).view(1, h)
     xs = torch.arange(w, device=dev).view(1, w)
-    iny = (ys >= y0.view(b, 1)) & (ys < y1.view(b, 1))
-    inx = (xs >= x0.view(b, 1)) & (xs < x1.view(b, 1))
-    hole = iny.view(b, 1, h, 1) & inx.view(b, 1, 1, w)
+    iny = ((ys >= y0.view(b, 1)) & (ys < y1.view(b, 1))).to(torch.uint8)
+    inx = ((xs >= x0.view(b, 1)) & (xs < x1.view(b, 1))).to(torch.uint8)
+    hole = iny.view(b, 1, h, 1) * inx.view(b, 1, 1, w)  # 0/1; uint8 arithmetic beats `where`
     lost = ((y1 - y0) * (x1 - x0)).to(torch.float64) / (h * w)
-    return torch.where(hole, fill, x), lost
+    return (x - x * hole).add_(hole * fill), lost
 
 
-def _k_sample_pairing(x, v, s, m, g, fill, top):
+def _k_sample_pairing(x, v, s, m, g, fill, top, need_lost=True):
     gdev = g.device if g is not None else "cpu"
     perm = torch.randperm(x.shape[0], generator=g, device=gdev).to(x.device)
-    return _blend(x[perm], x, v), None
+    return _blend(_f32(x.index_select(0, perm)), _f32(x), v), None
 
 
-def _k_flip(x, v, s, m, g, fill, top):
-    return torch.where(_col(m > 0), x.flip(-1), x), None
+def _k_flip(x, v, s, m, g, fill, top, need_lost=True):
+    on = _col((m > 0).to(torch.uint8))
+    return (x - x * on).add_(x.flip(-1) * on), None
 
 
-def _k_padcrop(x, v, s, m, g, fill, top):
+def _k_padcrop(x, v, s, m, g, fill, top, need_lost=True):
     b, _, h, w = x.shape
 
     def offsets(size):
@@ -426,7 +472,7 @@ def _k_padcrop(x, v, s, m, g, fill, top):
     return _shift(x, dx, dy, fill, round(top * w), round(top * h))
 
 
-def _k_softcrop(x, v, s, m, g, fill, top):
+def _k_softcrop(x, v, s, m, g, fill, top, need_lost=True):
     b, _, h, w = x.shape
 
     def offsets(size):
@@ -486,12 +532,22 @@ def _check_images(images) -> None:
 
 
 def _fill_tensor(fill, images: torch.Tensor) -> torch.Tensor:
-    vals = [fill] if isinstance(fill, Real) else list(fill) if isinstance(fill, (list, tuple)) else None
     c = images.shape[1]
+    key = fill if isinstance(fill, Real) else tuple(fill) if isinstance(fill, (list, tuple)) else None
+    try:
+        return _fill_cached(key, c, images.device)
+    except TypeError:  # unhashable entries: invalid anyway
+        return _fill_cached.__wrapped__(key, c, images.device)
+
+
+@functools.lru_cache(maxsize=64)
+def _fill_cached(fill, c: int, device) -> torch.Tensor:
+    """The fill as uint8 (1, C|1, 1, 1), validated and built once per (fill, C, device)."""
+    vals = [fill] if isinstance(fill, Real) else list(fill) if isinstance(fill, tuple) else None
     if (vals is None or len(vals) not in (1, c)
             or not all(isinstance(f, Real) and 0 <= f <= 255 for f in vals)):
         raise AutosoftError(f"fill must be a number in [0, 255] or a sequence of {c} of them; got {fill!r}")
-    t = torch.tensor([round(float(f)) for f in vals], dtype=torch.uint8, device=images.device)
+    t = torch.tensor([round(float(f)) for f in vals], dtype=torch.uint8, device=device)
     return t.view(1, -1, 1, 1)
 
 

@@ -290,8 +290,8 @@ def _make_searcher(space: SearchSpace, *, metrics, modes, sampler, study_name, s
             super().__init__(define_by_run, metric=metric, mode=mode, sampler=sampler,
                              study_name=study_name, storage=storage)
             self.last_result: dict[str, dict] = {}
-            self.errors: list[tuple[int, str]] = []
             self.counts = _state_counts(self._ot_study)
+            self.failed: set[int] = set()
             done = self._ot_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             pick = max if modes[0] == "max" else min
             self.best = pick(((t.values[0], t.number) for t in done), key=lambda b: b[0], default=None)
@@ -324,7 +324,7 @@ def _make_searcher(space: SearchSpace, *, metrics, modes, sampler, study_name, s
                 return  # told FAIL by record_error, once the callback has the exception
             values = [result.get(m) for m in metrics] if result else [None]
             if epochs_run >= epochs and all(_finite(v) for v in values):
-                self._ot_study.tell(ot_trial, values if len(values) > 1 else values[0])
+                self._ot_study.tell(ot_trial, values)
                 self.counts["complete"] += 1
                 if self.best is None or _better(values[0], self.best[0], modes[0]):
                     self.best = (values[0], ot_trial.number)
@@ -337,12 +337,12 @@ def _make_searcher(space: SearchSpace, *, metrics, modes, sampler, study_name, s
 
         def record_error(self, trial_id: str, message: str) -> None:
             ot_trial = self._ot_trials.get(trial_id)
-            if ot_trial is None:
+            if ot_trial is None or ot_trial.number in self.failed:
                 return
+            self.failed.add(ot_trial.number)
             self._completed_trials.add(trial_id)
             ot_trial.set_user_attr("error", message)
-            self._ot_study.tell(ot_trial, state=TrialState.FAIL, skip_if_finished=True)
-            self.errors.append((ot_trial.number, message))
+            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
             self.counts["failed"] += 1
 
         def save(self, checkpoint_path: str):
@@ -371,16 +371,27 @@ def _make_scheduler(epochs: int, stopped: set):
 
 
 def _error_line(trial) -> str:
-    """The trial's exception as one line, e.g. 'TrainingDiverged: training diverged in epoch 2 ...'."""
+    """The trial's exception as one line, e.g. 'TrainingDiverged: training diverged in epoch 2 ...'.
+
+    Read from the files Tune has just written into the trial's local folder (its
+    `get_error()` reads the storage copy, which may not be synced yet).
+    """
+    from ray import cloudpickle
+    cause = None
     try:
-        error = trial.get_error()
-    except Exception:  # the error file may be gone; the trial still failed
-        error = None
-    cause = getattr(error, "cause", None) or error
-    if cause is None:
+        with open(trial.pickled_error_file, "rb") as f:
+            error = cloudpickle.load(f)
+        cause = getattr(error, "cause", None) or error
+    except Exception:  # not picklable, or no file: fall back to the text trace
+        pass
+    if cause is not None:
+        lines = str(cause).strip().splitlines()
+        return f"{type(cause).__name__}: {lines[-1] if lines else ''}".strip()
+    try:
+        lines = [line for line in Path(trial.error_file).read_text().splitlines() if line.strip()]
+        return lines[-1].strip()
+    except Exception:
         return "the trial raised an error (see its error.txt under ray/)"
-    text = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {text[-1] if text else ''}".strip()
 
 
 def _make_live_view(searcher, *, budget: int, metric: str, live: bool):
@@ -495,9 +506,10 @@ def _trial_rows(study, metrics: list[str], pareto: set[int]) -> list[dict]:
         row = {"number": t.number, "state": state, "policy": t.user_attrs.get("fixed_policy") or "searched"}
         for metric in metrics:
             row[metric] = m.get(metric)
-        row.update({"epochs": t.user_attrs.get("epochs", 0), "wall_time_s": t.user_attrs.get("wall_time_s"),
-                    "pareto": t.number in pareto if len(metrics) > 1 else None,
-                    "error": t.user_attrs.get("error")})
+        row.update({"epochs": t.user_attrs.get("epochs", 0), "wall_time_s": t.user_attrs.get("wall_time_s")})
+        if len(metrics) > 1:
+            row["pareto"] = t.number in pareto
+        row["error"] = t.user_attrs.get("error")
         row.update({f"param_{k}": v for k, v in t.params.items()})
         rows.append(row)
     return rows
@@ -532,7 +544,7 @@ def _write_outputs(study, out: Path, settings: dict, metrics: list[str], modes: 
 
     from autosoft.policy import Policy
 
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     pareto: list = []
     best = None
     if complete:
@@ -644,8 +656,6 @@ def _max_concurrent(cpus: float, gpus: float) -> int:
 def _settings(out: Path, *, resume: bool, fresh: dict) -> dict:
     """Write search.json for a new search, or check a resumed one matches it."""
     path = out / "search.json"
-    if out.exists() and not resume:
-        raise AutosoftError(f"{out} already exists; pass --resume to continue that search, or choose another --out")
     if resume and out.exists():
         if not path.exists():
             raise AutosoftError(f"{out} is not a search folder (no search.json); choose another --out")
@@ -667,7 +677,7 @@ def _settings(out: Path, *, resume: bool, fresh: dict) -> dict:
 def _comparable(key: str, value):
     # Threads and the data folder change speed and location, not the search: a resume may change them.
     if key == "proxy" and isinstance(value, dict):
-        return {k: v for k, v in value.items() if k not in ("threads", "data_dir")}
+        return {k: v for k, v in value.items() if k not in ("threads", "data_dir", "download")}
     return value
 
 
@@ -683,17 +693,24 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     limit): finished trials are kept, cut-short ones run again. See the module
     docstring for the output files.
     """
-    import optuna
-    from ray import tune
+    try:
+        import optuna
+        from ray import tune
+    except ImportError as e:
+        raise AutosoftError(f"autosoft search needs Ray Tune and Optuna ({e}); "
+                            "install them with: pip install 'ray[tune]' optuna") from None
 
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise AutosoftError(f"budget: expected an integer >= 1 (the number of trials), got {budget!r}")
+    out = Path(out_dir if out_dir is not None else f"runs/search-{dataset}").resolve()
+    if out.exists() and not resume:
+        raise AutosoftError(f"{out} already exists; pass --resume to continue that search, or choose another --out")
     time_limit_s = parse_time_limit(time_limit_s)
     metrics, modes = parse_objectives(objectives)
     space_obj = load_space(space)
-    sample_policies(space_obj, 16, seed=seed)  # a broken space file fails here, before Ray starts
+    samples = sample_policies(space_obj, 16, seed=seed)  # a broken space file fails here, before Ray starts
     if enqueue_baselines is True:
-        soft = any(p.soft_targets is not None for p in sample_policies(space_obj, 4, seed=seed))
+        soft = any(p.soft_targets is not None for p in samples)
         baselines = list(BASELINES_SOFT if soft else BASELINES_HARD)
     else:
         baselines = list(enqueue_baselines or [])
@@ -701,7 +718,6 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     proxy_cfg = proxy_config(dataset, proxy, seed=seed, data_dir=None if data_dir is None else str(data_dir),
                              threads=threads)
     cpus, gpus = _resources(cpus_per_trial, gpus_per_trial, proxy_cfg)
-    out = Path(out_dir if out_dir is not None else f"runs/search-{dataset}").resolve()
     space_id = str(Path(space).resolve()) if Path(str(space)).is_file() else space_obj.name
     fresh = {"dataset": dataset, "space": space_id, "objectives": metrics, "proxy": proxy_cfg, "seed": seed,
              "baselines": baselines, "budget": budget,
@@ -784,12 +800,15 @@ class _quiet_tune:
     def __enter__(self):
         self.env = os.environ.get("RAY_AIR_NEW_OUTPUT")
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-        self.logger = logging.getLogger("ray.tune.execution.tune_controller")
-        self.level = self.logger.level
-        self.logger.setLevel(logging.CRITICAL)
+        # tune_controller: a traceback per failed trial; tune: "Trials did not complete" (we report failures)
+        self.loggers = [logging.getLogger(n) for n in ("ray.tune.execution.tune_controller", "ray.tune.tune")]
+        self.levels = [lg.level for lg in self.loggers]
+        for lg in self.loggers:
+            lg.setLevel(logging.CRITICAL)
 
     def __exit__(self, *exc):
-        self.logger.setLevel(self.level)
+        for lg, level in zip(self.loggers, self.levels):
+            lg.setLevel(level)
         if self.env is None:
             os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
         else:
@@ -828,6 +847,7 @@ def add_search_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-baselines", action="store_true", help="do not run the known policies first")
     p.add_argument("--data-dir", default=os.environ.get("AUTOSOFT_DATA"),
                    help="data root (default: $AUTOSOFT_DATA, else ~/.cache/autosoft/data)")
+    p.add_argument("--download", action="store_true", help="download a missing data set (checksum verified)")
     p.set_defaults(func=search_command)
     return p
 
@@ -846,6 +866,8 @@ def search_command(args) -> int:
                       ("model", "model")):
         if getattr(args, flag) is not None:
             proxy[key] = getattr(args, flag)
+    if args.download:
+        proxy["download"] = True
     if args.width is not None:
         proxy["model_kwargs"] = {**proxy.get("model_kwargs", {}), "width": args.width}
     if args.budget < 1:

@@ -93,6 +93,16 @@ class TrainConfig:
                 raise AutosoftError(f"train config {name}: expected {allowed}, got {getattr(self, name)!r}")
 
 
+# Proxy tasks for search. cpu: sized so a budget-200 search fits in about an hour on
+# 2 cores (a trial is seconds); gpu: the AutoAugment literature's WRN-40-2 on 4,000 images.
+PROXY_PRESETS: dict[str, dict] = {
+    "cpu": {"model": "proxy", "model_kwargs": {"width": 16}, "epochs": 15, "batch_size": 256, "lr": 0.2,
+            "warmup_epochs": 1, "train_size": 5000, "val_size": 1000, "eval_test": False},
+    "gpu": {"model": "wrn40_2", "epochs": 40, "batch_size": 128, "lr": 0.1, "warmup_epochs": 2,
+            "train_size": 4000, "val_size": 5000, "eval_test": False},
+}
+
+
 class TrainData(NamedTuple):
     train: Dataset
     val: Dataset | None
@@ -119,7 +129,8 @@ def load_data(config: TrainConfig) -> TrainData:
         train_set, val_set = train_val_split(train_set, config.val_size, seed=config.seed)
     if config.train_size is not None and config.train_size < len(train_set):
         train_set = stratified_subset(train_set, config.train_size, seed=config.seed)
-    test_set = load_dataset(config.dataset, "test", data_dir=config.data_dir) if config.eval_test else None
+    test_set = (load_dataset(config.dataset, "test", data_dir=config.data_dir, download=config.download)
+                if config.eval_test else None)
     return TrainData(train_set, val_set, test_set)
 
 

@@ -2,10 +2,11 @@
 
 Each batch gives different images different magnitudes and signs, so a match
 proves per-image parameters. Pixel-wise ops and integer shifts must match
-exactly. Shear/Rotate go through a float sampling grid: torchvision builds it
-for one image, we build it for the batch, so a pixel that sits on a rounding
-tie may pick its neighbour; we allow at most GEOM_TOL of an image's pixels
-to differ (observed: 0).
+exactly. Shear/Rotate go through a float sampling grid: ops.py rebuilds
+torchvision's grid arithmetic for the batch, but a source coordinate that sits
+on an exact rounding tie may still pick the neighbouring pixel; we allow at most
+GEOM_TOL of an image's pixels to differ (observed: 0 here; 1 image of 9,000
+random draws, 3 pixels of 960, in a wider offline check).
 """
 
 import doctest

@@ -1,0 +1,179 @@
+"""A real search: Ray Tune + OptunaSearch + ASHA, two trials at a time, on a tiny proxy task.
+
+Ray starts once for the module (2 CPUs); every search joins it. Trials train a
+width-8 proxy net for 2 epochs on 400 CIFAR-10 images, scored on 200 held out.
+"""
+
+import csv
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("optuna")
+
+from autosoft.cli import main as cli_main  # noqa: E402
+from autosoft.errors import AutosoftError  # noqa: E402
+from autosoft.policy import load_policy  # noqa: E402
+from autosoft.search import init_ray, run_search  # noqa: E402
+
+PROXY = {"preset": "cpu", "model": "proxy", "model_kwargs": {"width": 8}, "epochs": 2, "batch_size": 100,
+         "train_size": 400, "val_size": 200, "lr": 0.1, "warmup_epochs": 0.5, "weak_aug_epochs": 0}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    started = init_ray(num_cpus=2)
+    yield ray.get_runtime_context().gcs_address
+    if started:
+        ray.shutdown()
+
+
+def _search(data_root, out, **kw):
+    args = dict(dataset="cifar10", budget=4, space="autoaugment+soft", out_dir=out, proxy=PROXY,
+                data_dir=str(data_root), cpus_per_trial=1, max_concurrent=2, live=False)
+    return run_search(**{**args, **kw})
+
+
+def _rows(out):
+    with open(out / "trials.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_search_end_to_end_then_retrain(cluster, small_cifar10, tmp_path):
+    out = tmp_path / "search"
+    result = _search(small_cifar10, out, budget=5)
+    assert result.complete and result.finished == 5
+
+    rows = _rows(out)
+    assert len(rows) == 5 and [int(r["number"]) for r in rows] == list(range(5))
+    assert all(r["state"] in ("complete", "stopped") and int(r["epochs"]) >= 1 for r in rows)
+    # the known policies ran first, as fixed policies; then searched points
+    assert [r["policy"] for r in rows] == ["baseline", "trivialaugment", "softaug", "searched", "searched"]
+    assert rows[3]["param_sp0_op0"] and rows[3]["param_soft_mode"] in ("target", "weight", "both")
+    best = max((r for r in rows if r["state"] == "complete"), key=lambda r: float(r["val_acc"]))
+    assert result.best_trial == int(best["number"])
+
+    policy = load_policy(str(out / "policy.json"))  # validates
+    prov = policy.provenance
+    assert prov["dataset"] == "cifar10" and prov["space"] == "autoaugment+soft" and prov["seed"] == 0
+    assert prov["trial"] == result.best_trial and prov["scores"]["val_acc"] == pytest.approx(float(best["val_acc"]))
+    assert prov["proxy"]["epochs"] == 2 and prov["proxy"]["eval_test"] is False
+    assert set(prov["versions"]) >= {"autosoft", "torch", "ray", "optuna"}
+    assert (out / "search_history.png").stat().st_size > 0 and (out / "study.db").exists()
+
+    # the exported file retrains through the user's command
+    code = cli_main(["train", "--policy", str(out / "policy.json"), "--dataset", "cifar10", "--epochs", "1",
+                     "--train-size", "200", "--val-size", "100", "--width", "8", "--batch-size", "100",
+                     "--data-dir", str(small_cifar10), "--out", str(tmp_path / "retrain"), "--quiet"])
+    assert code == 0 and (tmp_path / "retrain" / "final.json").exists()
+
+
+def test_resume_extends_without_rerunning(cluster, small_cifar10, tmp_path):
+    out = tmp_path / "search"
+    first = _search(small_cifar10, out, budget=2, space="randaugment", enqueue_baselines=False)
+    before = _rows(out)
+    assert first.complete and len(before) == 2
+
+    with pytest.raises(AutosoftError, match="already exists; pass --resume"):
+        _search(small_cifar10, out, budget=4, space="randaugment", enqueue_baselines=False)
+    with pytest.raises(AutosoftError, match="--resume: space differs"):
+        _search(small_cifar10, out, budget=4, space="autoaugment", enqueue_baselines=False, resume=True)
+
+    second = _search(small_cifar10, out, budget=4, space="randaugment", enqueue_baselines=False, resume=True)
+    after = _rows(out)
+    assert second.complete and len(after) == 4
+    assert after[:2] == before  # finished trials untouched, not run again
+    assert sorted(p.name for p in (out / "ray" / "run-2").glob("trial-*")) == ["trial-2", "trial-3"]
+    assert after[2]["param_num_ops"] != "" and (after[2]["param_magnitude"], after[3]["param_magnitude"]) != \
+        (before[0]["param_magnitude"], before[1]["param_magnitude"])  # a resumed sampler draws new points
+
+
+def test_kill_9_then_resume_loses_and_reruns_nothing(cluster, small_cifar10, tmp_path):
+    """kill -9 the search process mid-way; the same search with resume finishes the budget."""
+    out = tmp_path / "search"
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {os.getcwd()!r})
+        from autosoft.search import run_search
+        run_search(dataset="cifar10", budget=5, space="randaugment+soft", out_dir={str(out)!r},
+                   proxy={PROXY!r}, data_dir={str(small_cifar10)!r}, cpus_per_trial=1, max_concurrent=2,
+                   ray_address={cluster!r}, enqueue_baselines=["baseline", "softaug"], live=False)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    db = out / "study.db"
+    deadline = time.time() + 120
+    finished = []
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        try:
+            with sqlite3.connect(db) as con:
+                finished = con.execute("SELECT number, datetime_complete FROM trials "
+                                       "WHERE state IN ('COMPLETE', 'PRUNED') ORDER BY number").fetchall()
+        except sqlite3.Error:
+            continue
+        if finished:
+            break
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert finished, "no trial finished before the deadline"
+
+    result = _search(small_cifar10, out, budget=5, space="randaugment+soft",
+                     enqueue_baselines=["baseline", "softaug"], resume=True)
+    rows = _rows(out)
+    counted = [r for r in rows if r["state"] != "interrupted"]
+    assert result.complete and len(counted) == 5
+    assert any(r["state"] == "interrupted" for r in rows)  # the kill cut a running trial short
+    with sqlite3.connect(db) as con:
+        done = dict(con.execute("SELECT number, datetime_complete FROM trials"))
+    for number, completed_at in finished:  # kept, with the time it first completed: not run again
+        assert done[number] == completed_at
+    # every cut-short trial ran again: both baselines appear exactly once among the counted trials
+    assert sorted(r["policy"] for r in counted if r["policy"] != "searched") == ["baseline", "softaug"]
+
+
+def test_failed_trials_are_recorded_and_reported(cluster, small_cifar10, tmp_path):
+    out = tmp_path / "search"
+    with pytest.raises(AutosoftError, match=r"all 2 trials failed; the first \(trial 0\): TrainingDiverged"):
+        _search(small_cifar10, out, budget=2, space="randaugment", enqueue_baselines=False,
+                proxy={**PROXY, "lr": 1e30})
+    rows = _rows(out)
+    assert [r["state"] for r in rows] == ["failed", "failed"]
+    assert all("diverged" in r["error"] for r in rows)
+
+
+def test_two_objectives_report_a_pareto_front(cluster, small_cifar10, tmp_path):
+    out = tmp_path / "search"
+    result = _search(small_cifar10, out, budget=3, space="soft", objectives="acc,ece", enqueue_baselines=False)
+    assert result.objectives == ["val_acc", "val_ece"] and result.pareto
+    rows = _rows(out)
+    assert {r["number"] for r in rows if r["pareto"] == "True"} == {str(n) for n in result.pareto}
+    assert (out / "pareto_front.png").exists()
+    assert sorted(p.name for p in (out / "pareto").iterdir()) == sorted(f"trial-{n}.json" for n in result.pareto)
+    assert set(load_policy(str(out / "policy.json")).provenance["scores"]) == {"val_acc", "val_ece"}
+
+
+def test_bad_input_fails_before_any_trial(tmp_path, small_cifar10):
+    with pytest.raises(AutosoftError, match="budget: expected an integer >= 1"):
+        _search(small_cifar10, tmp_path / "a", budget=0)
+    with pytest.raises(AutosoftError, match="unknown search space 'bogus'"):
+        _search(small_cifar10, tmp_path / "b", space="bogus")
+    with pytest.raises(AutosoftError, match="unknown objective"):
+        _search(small_cifar10, tmp_path / "c", objectives="speed")
+    with pytest.raises(AutosoftError, match="proxy val_size"):
+        _search(small_cifar10, tmp_path / "d", proxy={**PROXY, "val_size": 0})
+    (tmp_path / "e").mkdir()
+    with pytest.raises(AutosoftError, match="already exists"):
+        _search(small_cifar10, tmp_path / "e")
+    assert not any((tmp_path / n).exists() for n in "abcd")  # nothing written for a rejected search
+    # the command line: one line on stderr, exit status 2
+    assert cli_main(["search", "--dataset", "cifar10", "--budget", "0", "--out", str(tmp_path / "f")]) == 2
+    assert cli_main(["search", "--dataset", "cifar10", "--budget", "3", "--space", "bogus",
+                     "--out", str(tmp_path / "g")]) == 2

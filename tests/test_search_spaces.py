@@ -1,0 +1,112 @@
+"""Search spaces: every sampled point is a valid policy; user space files load, edit and join."""
+
+import optuna
+import pytest
+
+from autosoft.errors import AutosoftError
+from autosoft.policy import Policy
+from autosoft.search import (SPACE_NAMES, SPACES_DIR, _make_sampler, describe_spaces, load_space,
+                             parse_objectives, parse_time_limit, sample_policies)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.mark.parametrize("name", SPACE_NAMES)
+def test_every_sampled_point_is_a_valid_policy(name):
+    policies = sample_policies(name, 200, seed=1)  # validates each one (Policy.from_dict)
+    assert len(policies) == 200
+    for policy in policies[:20]:
+        assert Policy.from_json(policy.to_json()) == policy
+    soft = "soft" in name
+    assert all((p.soft_targets is not None) == soft for p in policies)
+    kinds = {p.kind for p in policies}
+    assert kinds == {"none" if name == "soft" else name.split("+")[0].replace("autoaugment", "subpolicies")}
+
+
+def test_spaces_cover_their_ranges():
+    aa = sample_policies("autoaugment+soft", 300, seed=2)
+    entries = [e for p in aa for sub in p.subpolicies for e in sub]
+    assert len(aa[0].subpolicies) == 5 and all(len(sub) == 2 for sub in aa[0].subpolicies)
+    assert {e.op for e in entries} == set(load_space("autoaugment").parts[0].__globals__["OPS"])
+    assert {e.probability for e in entries} == {round(i / 10, 1) for i in range(11)}  # a clean 0.1 grid
+    soft = [p.soft_targets for p in aa]
+    assert {s.mode for s in soft} == {"target", "weight", "both"}
+    assert any(s.p_min is None for s in soft) and all(s.p_min is None or 0 <= s.p_min <= 0.5 for s in soft)
+    assert all(0.5 <= s.power <= 4 for s in soft)
+    assert {p.base[0].op for p in aa} == {"SoftCrop", "PadCrop"}
+    ra = sample_policies("randaugment", 100, seed=3)
+    assert {p.randaugment.num_ops for p in ra} == {1, 2, 3}
+    assert all(p.soft_targets is None for p in ra)
+
+
+def test_space_is_a_pure_function_of_its_parameters():
+    """No computation and no hidden randomness: the stored parameters rebuild the same policy."""
+    space = load_space("autoaugment+soft")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        trial = study.ask()
+        policy = space(trial)
+        assert space(optuna.trial.FixedTrial(trial.params)) == policy
+        study.tell(trial, 0.0)
+
+
+def test_tpe_points_are_valid_too():
+    space = load_space("randaugment+soft")
+    study = optuna.create_study(sampler=_make_sampler(1, 20, seed=0), direction="maximize")
+    for i in range(15):  # past TPE's 10 random start-up trials
+        trial = study.ask()
+        Policy.from_dict(space(trial))
+        study.tell(trial, float(i % 3))
+
+
+def test_user_space_file_edited_and_joined(tmp_path):
+    text = (SPACES_DIR / "autoaugment.py").read_text()
+    text = text.replace('NUM_SUBPOLICIES = 5', 'NUM_SUBPOLICIES = 2')
+    text = text.replace('OPS = [', 'OPS = ["Rotate", "Cutout"]\n_UNUSED = [')
+    path = tmp_path / "my_space.py"
+    path.write_text(text)
+    for name in (str(path), f"{path}+soft"):
+        policies = sample_policies(name, 50, seed=0)
+        assert {e.op for p in policies for sub in p.subpolicies for e in sub} == {"Rotate", "Cutout"}
+        assert all(len(p.subpolicies) == 2 for p in policies)
+    assert all(p.soft_targets is not None for p in sample_policies(f"{path}+soft", 5))
+
+
+def test_space_errors_are_one_clear_line(tmp_path):
+    with pytest.raises(AutosoftError, match="unknown search space 'rand'; allowed: autoaugment, randaugment"):
+        load_space("rand")
+    with pytest.raises(AutosoftError, match="unknown search space 'nope'"):
+        load_space("autoaugment+nope")
+    empty = tmp_path / "empty.py"
+    empty.write_text("X = 1\n")
+    with pytest.raises(AutosoftError, match="defines no function space"):
+        load_space(str(empty))
+    broken = tmp_path / "broken.py"
+    broken.write_text("def space(trial:\n")
+    with pytest.raises(AutosoftError, match="cannot load .*SyntaxError"):
+        load_space(str(broken))
+    bad = tmp_path / "bad.py"
+    bad.write_text("def space(trial):\n    return {'version': 1, 'kind': 'none', "
+                   "'base': [['Rotate', trial.suggest_float('p', 0, 2), 0.5]]}\n")
+    with pytest.raises(AutosoftError, match=r"invalid policy .*base\[0\]\[1\]"):
+        sample_policies(str(bad), 30)
+
+
+def test_describe_spaces_lists_every_name():
+    text = describe_spaces()
+    for name in SPACE_NAMES:
+        assert any(line.startswith(name + " ") for line in text.splitlines())
+    assert "hard labels" in text.splitlines()[0]
+
+
+def test_objective_and_time_limit_parsing():
+    assert parse_objectives("acc") == (["val_acc"], ["max"])
+    assert parse_objectives("acc,ece") == (["val_acc", "val_ece"], ["max", "min"])
+    assert parse_objectives(("val_acc",)) == (["val_acc"], ["max"])
+    with pytest.raises(AutosoftError, match="unknown objective 'loss'; allowed: acc, ece, nll"):
+        parse_objectives("acc,loss")
+    with pytest.raises(AutosoftError, match="one or two different"):
+        parse_objectives("acc,ece,nll")
+    assert parse_time_limit("90") == 90 and parse_time_limit("30m") == 1800 and parse_time_limit("1.5h") == 5400
+    with pytest.raises(AutosoftError, match="time limit"):
+        parse_time_limit("soon")
