@@ -23,7 +23,7 @@ from typing import NamedTuple
 import torch
 
 from autosoft.errors import AutosoftError
-from autosoft.ops import OPS, run_op
+from autosoft.ops import OPS, _run
 from autosoft.policy import OpEntry, Policy, load_policy
 from autosoft.soft_targets import soft_targets
 
@@ -127,10 +127,10 @@ class PolicyAugment(torch.nn.Module):
             if k < skip and op_names[k] != "Identity":
                 op = op_names[k]
                 piece = src.index_select(0, idx).view(torch.uint8).view(count, *images.shape[1:])
-                result, lost = run_op(op, piece, magnitude[lo:hi], sign[lo:hi],
-                                      wide=wide, generator=generator, fill=self.fill)
-                dst.index_copy_(0, idx, _rows(result))
                 sensitivity = self._sensitivity.get(op, 0.0)
+                result, lost = _run(op, piece, magnitude[lo:hi], sign[lo:hi], wide, generator, self.fill,
+                                    sensitivity > 0 and OPS[op].lossy)
+                dst.index_copy_(0, idx, _rows(result))
                 if sensitivity > 0:
                     raw = lost.float() if OPS[op].lossy else magnitude[lo:hi].float()
                     if survive is None:

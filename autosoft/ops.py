@@ -186,66 +186,8 @@ def _sample(padded: torch.Tensor, idx: torch.Tensor, shape) -> torch.Tensor:
     return padded.view(-1).index_select(0, (idx + off).view(-1)).view(shape)
 
 
-def _shift(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, fill: torch.Tensor, px: int, py: int):
-    """Shift each image by integer (dx, dy) px (content moves right/down), fill the rest.
-
-    Exact (no interpolation). The source is framed by a fill border wide enough for
-    any shift (|dx| <= px, |dy| <= py), so the source index is one subtraction and
-    vacated pixels read the border. Returns (images, lost).
-    """
-    b, c, h, w = images.shape
-    dev = images.device
-    dx = dx.clamp(-px, px)
-    dy = dy.clamp(-py, py)
-    w2 = w + 2 * px
-    padded = _padded(images, py, px, fill)
-    dt = _index_dtype(padded.numel())
-    base = _const("shift", h, w, dev, py, px).to(dt)
-    idx = base.view(1, 1, h * w) - (dy * w2 + dx).to(dt).view(b, 1, 1)
-    out = _sample(padded, idx, images.shape)
-    lost = 1.0 - ((w - dx.abs()) * (h - dy.abs())).to(torch.float64) / (h * w)
-    return out, lost
-
-
-def _warp(images: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor, need_lost: bool = True):
-    """Nearest-neighbour warp of each image by its own inverse affine matrix (B, 6) (row-major 2x3).
-
-    The sampling grid is built exactly as torchvision's ``_affine_grid`` (same
-    float32 ops, batched), and the nearest source pixel is picked with the same
-    arithmetic as ``grid_sample(mode="nearest", align_corners=False)``:
-    ``round_half_even((g + 1) * size/2 - 0.5)``. Instead of ``grid_sample`` on
-    floats, one integer index_select does the sampling: coordinates are clamped
-    into a one-pixel fill frame, and the frame looked up at the same positions
-    measures ``lost``.
-    """
-    b, c, h, w = images.shape
-    dev = images.device
-    half = _const("half", h, w, dev)
-    t = theta.to(torch.float32).view(b, 2, 3).transpose(1, 2).div_(half.view(2))  # (B, 3, 2)
-    t = t.unsqueeze(-1).unsqueeze(-1)  # (B, 3, 2, 1, 1): x and y planes side by side
-    # torchvision's base grid is [x, y, 1] @ scaled (a bmm); written out in the same order
-    # (products rounded, then summed left to right) it gives identical floats, much faster
-    grid = torch.add(_const("bx", h, w, dev) * t[:, 0], _const("by", h, w, dev) * t[:, 1]).add_(t[:, 2])
-    ixy = grid.add_(1.0).mul_(half).sub_(0.5).round_()  # (B, 2, H, W)
-    if w == h:  # clamp into the frame, [-1, w] x [-1, h]; scalar bounds are the fast path
-        ixy.clamp_(-1, w)
-    else:
-        ixy[:, 0].clamp_(-1, w)
-        ixy[:, 1].clamp_(-1, h)
-    padded = _padded(images, 1, 1, fill)
-    ixy = ixy.to(_index_dtype(padded.numel()))
-    idx = torch.add(ixy[:, 0], ixy[:, 1], alpha=w + 2).add_(w + 3).view(b, 1, h * w)  # in the framed image
-    out = _sample(padded, idx, images.shape)
-    if not need_lost:
-        return out, None
-    # lost = share of samples that landed in the fill frame
-    frame = _const("frame", h, w, dev).index_select(0, idx.view(-1)).view(b, h * w)
-    lost = frame.sum(1, dtype=torch.float64) / (h * w)
-    return out, lost
-
-
 @functools.lru_cache(maxsize=64)
-def _const(kind: str, h: int, w: int, device: torch.device, py: int = 0, px: int = 0) -> torch.Tensor:
+def _const(kind: str, h: int, w: int, device: torch.device) -> torch.Tensor:
     """Per-shape constants, built once (tiny ops dominate small groups)."""
     if kind == "frame":  # 1 on the one-pixel fill frame of an (h+2, w+2) image, flattened
         frame = torch.ones(h + 2, w + 2, dtype=torch.uint8, device=device)
@@ -263,9 +205,10 @@ def _const(kind: str, h: int, w: int, device: torch.device, py: int = 0, px: int
         return torch.tensor([[1.0, 0, 0, 0, 1, 0], [0, 0, 0, 1, 0, 0.5 * w]], dtype=torch.float64, device=device)
     if kind == "rotate":  # cos * [1, 0, 0; 0, 1, 0] + sin * [0, 1, 0; -1, 0, 0]
         return torch.tensor([[1.0, 0, 0, 0, 1, 0], [0, 1, 0, -1, 0, 0]], dtype=torch.float64, device=device)
-    if kind == "shift":  # flat position of each pixel inside an image framed by (py, px)
-        w2 = w + 2 * px
-        return ((torch.arange(h, device=device) + py) * w2).view(h, 1) + (torch.arange(w, device=device) + px)
+    if kind == "xs":  # pixel columns / rows, int64 (1, W) / (1, H)
+        return torch.arange(w, device=device).view(1, w)
+    if kind == "ys":
+        return torch.arange(h, device=device).view(1, h)
     if kind == "levels":  # 0..255 as int64
         return torch.arange(256, device=device)
     raise KeyError(kind)
@@ -279,52 +222,123 @@ def _blend_lut(op_lut: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return _u8(torch.addcmul(op_lut.to(torch.float32).mul_(r), levels, alpha).clamp_(0, 255))
 
 
+# --- geometric ops: a source index per output pixel, then one batched lookup -------------
+# Each geometric op maps every output pixel to a source pixel of the image framed by a
+# one-pixel fill border (a flat index into the (H+2) x (W+2) framed image); sources
+# outside the image are clamped onto the frame and so read the fill. Indices of several
+# ops concatenate, so the engine samples all of a step's geometric ops with one lookup.
+
+def _shift_index(h: int, w: int, dx: torch.Tensor, dy: torch.Tensor, dt) -> torch.Tensor:
+    """Framed source index (B, 1, H*W) for integer shifts (content moves right/down by dx, dy)."""
+    b, dev = dx.shape[0], dx.device
+    ix = (_const("xs", h, w, dev) - dx.view(b, 1)).clamp_(-1, w).add_(1).to(dt)  # (B, W)
+    iy = (_const("ys", h, w, dev) - dy.view(b, 1)).clamp_(-1, h).add_(1).mul_(w + 2).to(dt)  # (B, H)
+    return torch.add(iy.view(b, h, 1), ix.view(b, 1, w)).view(b, 1, h * w)
+
+
+def _shift_lost(h: int, w: int, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    return 1.0 - ((w - dx.abs()) * (h - dy.abs())).to(torch.float64) / (h * w)
+
+
+def _shift(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, fill: torch.Tensor):
+    """Shift each image by integer (dx, dy) px (content moves right/down), fill the rest.
+
+    Exact (no interpolation): vacated pixels read the fill frame. Returns (images, lost).
+    """
+    b, c, h, w = images.shape
+    dx, dy = dx.clamp(-w, w), dy.clamp(-h, h)
+    idx = _shift_index(h, w, dx, dy, _index_dtype(b * c * (h + 2) * (w + 2)))
+    return _sample(_padded(images, 1, 1, fill), idx, images.shape), _shift_lost(h, w, dx, dy)
+
+
+def _warp_index(h: int, w: int, theta: torch.Tensor, dt, need_lost: bool):
+    """Framed source index (B, 1, H*W) of a nearest-neighbour warp by inverse affine matrices (B, 6).
+
+    The sampling grid is built exactly as torchvision's ``_affine_grid`` (same
+    float32 ops, batched), and the nearest source pixel is picked with the same
+    arithmetic as ``grid_sample(mode="nearest", align_corners=False)``:
+    ``round_half_even((g + 1) * size/2 - 0.5)``; one integer lookup then replaces
+    ``grid_sample`` on floats. ``lost`` = share of samples that land on the frame.
+    """
+    b, dev = theta.shape[0], theta.device
+    half = _const("half", h, w, dev)
+    t = theta.to(torch.float32).view(b, 2, 3).transpose(1, 2).div_(half.view(2))  # (B, 3, 2)
+    t = t.unsqueeze(-1).unsqueeze(-1)  # (B, 3, 2, 1, 1): x and y planes side by side
+    # torchvision's base grid is [x, y, 1] @ scaled (a bmm); written out in the same order
+    # (products rounded, then summed left to right) it gives identical floats, much faster
+    grid = torch.add(_const("bx", h, w, dev) * t[:, 0], _const("by", h, w, dev) * t[:, 1]).add_(t[:, 2])
+    ixy = grid.add_(1.0).mul_(half).sub_(0.5).round_()  # (B, 2, H, W)
+    if w == h:  # clamp into the frame, [-1, w] x [-1, h]; scalar bounds are the fast path
+        ixy.clamp_(-1, w)
+    else:
+        ixy[:, 0].clamp_(-1, w)
+        ixy[:, 1].clamp_(-1, h)
+    ixy = ixy.to(dt)
+    idx = torch.add(ixy[:, 0], ixy[:, 1], alpha=w + 2).add_(w + 3).view(b, 1, h * w)
+    if not need_lost:
+        return idx, None
+    frame = _const("frame", h, w, dev).index_select(0, idx.view(-1)).view(b, h * w)
+    return idx, frame.sum(1, dtype=torch.float64) / (h * w)
+
+
+def _i_shear(axis):
+    kind = "shear_" + axis
+
+    def index(h, w, v, s, top, dt, need_lost):
+        # torchvision's inverse matrix for shear about center=[0, 0] (the top-left corner),
+        # written out; it passes degrees(atan(level)), so t = tan(radians(degrees(atan(level))))
+        t = torch.tan(torch.deg2rad(torch.rad2deg(torch.atan(v * s))))
+        base, pattern = _const(kind, h, w, v.device)
+        # exact: every entry is 0, 1, t or t * size/2 (one rounded product, as written out)
+        return _warp_index(h, w, torch.addcmul(base, t.view(-1, 1), pattern), dt, need_lost)
+    return index
+
+
+def _i_rotate(h, w, v, s, top, dt, need_lost):
+    # torchvision's rotate takes the inverse matrix of -angle about the centre, written out:
+    # [cos r, sin r, 0; -sin r, cos r, 0] with r = radians(-angle); counter-clockwise
+    r = torch.deg2rad(-(v * s))
+    # exact: each entry is cos, sin, -sin or 0 (products with 0 and +-1, sums with 0)
+    theta = torch.stack([torch.cos(r), torch.sin(r)], dim=1) @ _const("rotate", h, w, v.device)
+    return _warp_index(h, w, theta, dt, need_lost)
+
+
+def _i_translate(axis):
+    def index(h, w, v, s, top, dt, need_lost):
+        size = w if axis == "x" else h
+        # trunc like torchvision's int(); the tiny epsilon keeps 149.99999... at 150
+        px = torch.trunc(v * size + 1e-6).to(torch.int64) * s.to(torch.int64)
+        zero = torch.zeros_like(px)
+        dx, dy = (px, zero) if axis == "x" else (zero, px)
+        return _shift_index(h, w, dx, dy, dt), _shift_lost(h, w, dx, dy) if need_lost else None
+    return index
+
+
+_GEOMETRIC = {  # deterministic geometric ops: name -> (h, w, value, sign, top, dt, need_lost) -> (idx, lost)
+    "ShearX": _i_shear("x"),
+    "ShearY": _i_shear("y"),
+    "TranslateX": _i_translate("x"),
+    "TranslateY": _i_translate("y"),
+    "Rotate": _i_rotate,
+}
+
+
+def _k_geometric(name):
+    index = _GEOMETRIC[name]
+
+    def k(x, v, s, m, g, fill, top, need_lost=True):
+        b, c, h, w = x.shape
+        idx, lost = index(h, w, v, s, top, _index_dtype(b * c * (h + 2) * (w + 2)), need_lost)
+        return _sample(_padded(x, 1, 1, fill), idx, x.shape), lost
+    return k
+
+
 # --- kernels: (images, value, sign, m, generator, fill, top) -> (images, lost or None) ---
 # value, sign, m: float64 (B,) on the images' device; fill: uint8 (1, C|1, 1, 1);
 # top: the physical value at m = 1 in the range in use (a static bound for buffer sizes).
 
 def _k_identity(x, v, s, m, g, fill, top, need_lost=True):
     return x.clone(), None
-
-
-def _k_shear(axis):
-    kind = "shear_" + axis
-
-    def k(x, v, s, m, g, fill, top, need_lost=True):
-        # torchvision's inverse matrix for shear about center=[0, 0] (the top-left corner),
-        # written out; it passes degrees(atan(level)), so t = tan(radians(degrees(atan(level))))
-        t = torch.tan(torch.deg2rad(torch.rad2deg(torch.atan(v * s))))
-        base, pattern = _const(kind, *x.shape[-2:], x.device)
-        # exact: every entry is 0, 1, t or t * size/2 (one rounded product, as written out)
-        return _warp(x, torch.addcmul(base, t.view(-1, 1), pattern), fill, need_lost)
-    return k
-
-
-def _trunc_px(v, size):
-    # trunc like torchvision's int(); the tiny epsilon keeps 149.99999... at 150
-    return torch.trunc(v * size + 1e-6).to(torch.int64)
-
-
-def _k_translate(axis):
-    def k(x, v, s, m, g, fill, top, need_lost=True):
-        h, w = x.shape[-2:]
-        size = w if axis == "x" else h
-        px = _trunc_px(v, size) * s.to(torch.int64)
-        bound = int(top * size + 1e-6)
-        zero = torch.zeros_like(px)
-        if axis == "x":
-            return _shift(x, px, zero, fill, bound, 0)
-        return _shift(x, zero, px, fill, 0, bound)
-    return k
-
-
-def _k_rotate(x, v, s, m, g, fill, top, need_lost=True):
-    # torchvision's rotate takes the inverse matrix of -angle about the centre, written out:
-    # [cos r, sin r, 0; -sin r, cos r, 0] with r = radians(-angle); counter-clockwise
-    r = torch.deg2rad(-(v * s))
-    # exact: each entry is cos, sin, -sin or 0 (products with 0 and +-1, sums with 0)
-    theta = torch.stack([torch.cos(r), torch.sin(r)], dim=1) @ _const("rotate", *x.shape[-2:], x.device)
-    return _warp(x, theta, fill, need_lost)
 
 
 def _k_autocontrast(x, v, s, m, g, fill, top, need_lost=True):
@@ -469,7 +483,7 @@ def _k_padcrop(x, v, s, m, g, fill, top, need_lost=True):
 
     dx = offsets(w)
     dy = offsets(h)
-    return _shift(x, dx, dy, fill, round(top * w), round(top * h))
+    return _shift(x, dx, dy, fill)
 
 
 def _k_softcrop(x, v, s, m, g, fill, top, need_lost=True):
@@ -487,16 +501,16 @@ def _k_softcrop(x, v, s, m, g, fill, top, need_lost=True):
 
     dx = offsets(w)
     dy = offsets(h)
-    return _shift(x, dx, dy, fill, w, h)
+    return _shift(x, dx, dy, fill)
 
 
 _KERNELS = {
     "Identity": _k_identity,
-    "ShearX": _k_shear("x"),
-    "ShearY": _k_shear("y"),
-    "TranslateX": _k_translate("x"),
-    "TranslateY": _k_translate("y"),
-    "Rotate": _k_rotate,
+    "ShearX": _k_geometric("ShearX"),
+    "ShearY": _k_geometric("ShearY"),
+    "TranslateX": _k_geometric("TranslateX"),
+    "TranslateY": _k_geometric("TranslateY"),
+    "Rotate": _k_geometric("Rotate"),
     "AutoContrast": _k_autocontrast,
     "Invert": _k_invert,
     "Equalize": _k_equalize,
@@ -559,6 +573,11 @@ def run_op(name, images, magnitude, sign, *, wide=False, generator=None, fill=12
     images of the same shape and device, and float32 (B,) on that device, the
     fraction of each image's content lost (0 for ops that are not lossy).
     """
+    return _run(name, images, magnitude, sign, wide, generator, fill, True)
+
+
+def _run(name, images, magnitude, sign, wide, generator, fill, need_lost):
+    """run_op; with need_lost False, `lost` may come back None (the engine skips unused work)."""
     op = _get_op(name)
     _check_images(images)
     dev = images.device
@@ -568,9 +587,10 @@ def run_op(name, images, magnitude, sign, *, wide=False, generator=None, fill=12
         return images.clone(), torch.zeros(0, dtype=torch.float32, device=dev)
     m = torch.as_tensor(magnitude).to(device=dev, dtype=torch.float64).reshape(-1).expand(b)
     s = torch.as_tensor(sign).to(device=dev, dtype=torch.float64).reshape(-1).expand(b)
-    out, lost = _KERNELS[op.name](images, op.value(m, wide), s, m, generator, fill_t, op.value(1.0, wide))
+    out, lost = _KERNELS[op.name](images, op.value(m, wide), s, m, generator, fill_t, op.value(1.0, wide),
+                                  need_lost)
     if lost is None:
-        lost = torch.zeros(b, dtype=torch.float32, device=dev)
+        return out, torch.zeros(b, dtype=torch.float32, device=dev) if need_lost else None
     return out, lost.to(torch.float32)
 
 
