@@ -23,7 +23,7 @@ from typing import NamedTuple
 import torch
 
 from autosoft.errors import AutosoftError
-from autosoft.ops import OPS, _run
+from autosoft.ops import _GEOMETRIC, _RANDOM, _THETA, OPS, _run, _run_geometric
 from autosoft.policy import OpEntry, Policy, load_policy
 from autosoft.soft_targets import soft_targets
 
@@ -40,11 +40,20 @@ def _uniform(n: int, generator: torch.Generator | None) -> torch.Tensor:
     return torch.rand(n, generator=generator)
 
 
+# Most images one kernel call handles: bigger calls amortise per-call overhead, but their
+# temporaries outgrow the caches and the allocator's reuse (page faults on every call).
+_CHUNK = 128
+
+
 def _rows(images: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) uint8 as (B, bytes) rows, viewed as int64 when the row size allows:
-    moving whole images around by index is several times faster on 8-byte elements."""
+    """(B, C, H, W) uint8 as (B, bytes) rows, viewed with the widest element the row size allows:
+    moving whole images by index (index_copy_ is element-wise) is several times faster on
+    16-byte elements. Only copied, never computed on, so the bits travel unchanged."""
     rows = images.contiguous().view(images.shape[0], -1)
-    return rows.view(torch.int64) if rows.shape[1] % 8 == 0 else rows
+    for dtype, size in ((torch.complex128, 16), (torch.int64, 8)):
+        if rows.shape[1] % size == 0 and rows.storage_offset() % size == 0:
+            return rows.view(dtype)
+    return rows
 
 
 class PolicyAugment(torch.nn.Module):
@@ -97,48 +106,90 @@ class PolicyAugment(torch.nn.Module):
         """Image i runs op_names[op_index[i]] at magnitude[i] where applied[i] (index tensors on the CPU).
 
         The batch is sorted once by op; each op's images are gathered straight from the
-        input and its results written straight into one output batch, so no full-batch
-        temporaries are made (on the CPU those cost page faults as much as copying).
+        input and its results written straight into one output batch: no full-batch
+        temporaries, whose page faults (the allocator returns big blocks to the OS)
+        cost more than the copies. The deterministic geometric ops sort first and
+        share one batched lookup.
         """
         n, dev = images.shape[0], images.device
         skip = len(op_names)
-        op_index = torch.where(applied, op_index, skip)  # skipped images form the last group
-        counts = torch.bincount(op_index, minlength=skip + 1).tolist()
+        # processing order: the geometric family first, then the other ops in list order
+        # (ops that draw random numbers keep their relative order), skipped images last
+        geo = sorted((k for k, name in enumerate(op_names) if name in _GEOMETRIC),
+                     key=lambda k: op_names[k] not in _THETA)  # warps first: they share a grid
+        rank = geo + [k for k in range(skip) if op_names[k] not in _GEOMETRIC] + [skip]
+        key = torch.empty(skip + 1, dtype=torch.long)
+        key[rank] = torch.arange(skip + 1)
+        op_key = key[torch.where(applied, op_index, skip)]
+        counts = torch.bincount(op_key, minlength=skip + 1).tolist()
         if counts[skip] == n:
             return images, keep
-        order = torch.argsort(op_index, stable=True)
-        sign = torch.where(_uniform(n, generator) < 0.5, -1.0, 1.0)[order].to(dev, torch.float64)
-        magnitude = (magnitude[order] * self.strength).clamp(0, 1).to(dev, torch.float64)
-        order = order.to(dev)
-        src = _rows(images)
-        passthrough = counts[skip] + sum(c for k, c in enumerate(counts[:skip]) if op_names[k] == "Identity")
+        order = torch.argsort(op_key, stable=True)
+        sign = torch.where(_uniform(n, generator) < 0.5, -1.0, 1.0)[order]
+        magnitude = (magnitude[order] * self.strength).clamp(0, 1)
+        if dev.type != "cpu":
+            order, sign, magnitude = order.to(dev), sign.to(dev), magnitude.to(dev)
+        sign, magnitude = sign.to(torch.float64), magnitude.to(torch.float64)
+        names = [op_names[k] for k in rank[:-1]]
+        passthrough = counts[skip] + sum(c for name, c in zip(names, counts) if name == "Identity")
         if 2 * passthrough > n:  # mostly unchanged: one copy, then overwrite the transformed images
             out = images.clone(memory_format=torch.contiguous_format)
         else:
             out = torch.empty(images.shape, dtype=images.dtype, device=dev)
-        dst = _rows(out)
+        src, dst = _rows(images), _rows(out)
+        shape = images.shape[1:]
         wide = self.policy.ranges == "wide"
-        survive, lo = None, 0
-        for k, count in enumerate(counts):
-            hi = lo + count
-            if not count:
+        survive = None
+
+        sensitivity = {op: self._sensitivity.get(op, 0.0) for op in names}
+        need_lost = {op: OPS[op].lossy and sensitivity[op] > 0 for op in names}
+
+        # The calls of this step, in sorted order: (ops as [(name, count)] or None to pass
+        # through, images). Geometric images share one lookup per chunk of at most _CHUNK
+        # images (spanning op groups); chunks keep temporaries cache-sized and off the
+        # page-fault path. Ops that draw random numbers run in one call (one stream of draws).
+        calls, ng = [], len(geo)
+        pending, size = [], 0
+        for name, c in zip(names[:ng], counts[:ng]):
+            while c:
+                take = min(c, _CHUNK - size)
+                pending.append((name, take))
+                size, c = size + take, c - take
+                if size == _CHUNK:
+                    calls.append((pending, size))
+                    pending, size = [], 0
+        if size:
+            calls.append((pending, size))
+        for name, c in zip(names[ng:] + [None], counts[ng:]):
+            ops = None if name is None or name == "Identity" else name
+            step = c if name in _RANDOM else _CHUNK
+            while c:
+                take = min(c, step)
+                calls.append((ops, take))
+                c -= take
+        sizes = [size for _, size in calls]
+        for (ops, size), idx, m, sg in zip(calls, order.split(sizes), magnitude.split(sizes), sign.split(sizes)):
+            if ops is None:
+                if 2 * passthrough <= n:
+                    dst.index_copy_(0, idx, src.index_select(0, idx))
                 continue
-            idx = order[lo:hi]
-            if k < skip and op_names[k] != "Identity":
-                op = op_names[k]
-                piece = src.index_select(0, idx).view(torch.uint8).view(count, *images.shape[1:])
-                sensitivity = self._sensitivity.get(op, 0.0)
-                result, lost = _run(op, piece, magnitude[lo:hi], sign[lo:hi], wide, generator, self.fill,
-                                    sensitivity > 0 and OPS[op].lossy)
-                dst.index_copy_(0, idx, _rows(result))
-                if sensitivity > 0:
-                    raw = lost.float() if OPS[op].lossy else magnitude[lo:hi].float()
+            piece = src.index_select(0, idx).view(torch.uint8).view(size, *shape)
+            if isinstance(ops, str):
+                result, lost = _run(ops, piece, m, sg, wide, generator, self.fill, need_lost[ops])
+                parts, losts = [(ops, size)], [lost]
+            else:
+                parts = ops
+                result, losts = _run_geometric([op for op, _ in parts], [c for _, c in parts], piece, m, sg,
+                                               wide, self.fill, [need_lost[op] for op, _ in parts])
+            dst.index_copy_(0, idx, result.reshape(size, -1).view(dst.dtype))
+            lo = 0
+            for (op, c), lost in zip(parts, losts):
+                if sensitivity[op] > 0:
+                    raw = lost if OPS[op].lossy else m[lo:lo + c].float()
                     if survive is None:
                         survive = torch.ones(n, device=dev)
-                    survive.index_copy_(0, idx, 1.0 - sensitivity * raw.clamp(0, 1))
-            elif 2 * passthrough <= n:
-                dst.index_copy_(0, idx, src.index_select(0, idx))
-            lo = hi
+                    survive.index_copy_(0, idx[lo:lo + c], 1.0 - sensitivity[op] * raw.clamp(0, 1))
+                lo += c
         return out, keep if survive is None else keep * survive
 
     def _apply_policy_ops(self, images, keep, generator):

@@ -182,12 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-dir", default=os.environ.get("AUTOSOFT_DATA"))
     ev.set_defaults(func=_eval)
 
-    try:
-        from autosoft.search import add_search_parser
-    except ImportError:  # Ray or Optuna missing: everything but search still works
-        pass
-    else:
-        add_search_parser(sub)
+    from autosoft.search import add_search_parser  # imports Ray and Optuna only when a search runs
+    add_search_parser(sub)
     return parser
 
 

@@ -175,15 +175,12 @@ def _padded(images: torch.Tensor, py: int, px: int, fill: torch.Tensor) -> torch
 
 
 def _sample(padded: torch.Tensor, idx: torch.Tensor, shape) -> torch.Tensor:
-    """out[b, c, p] = padded[b, c, idx[b, p]] (idx (B, 1, P) flat positions in one padded image).
+    """out[b, c, p] = padded[b, c, idx[b, p]] (idx (B, 1, P): flat positions in one padded image).
 
-    One 1-D ``index_select`` over the whole batch (faster than ``gather`` on CPU):
-    the per-image and per-channel offsets are added to the shared positions.
+    One gather for the batch; the index is shared by the channels (expanded, not copied).
     """
     b, c = padded.shape[:2]
-    plane = padded.shape[2] * padded.shape[3]
-    off = torch.arange(0, b * c * plane, plane, dtype=idx.dtype, device=idx.device).view(b, c, 1)
-    return padded.view(-1).index_select(0, (idx + off).view(-1)).view(shape)
+    return padded.view(b, c, -1).gather(2, idx.to(torch.int64).expand(b, c, idx.shape[-1])).view(shape)
 
 
 @functools.lru_cache(maxsize=64)
@@ -209,31 +206,28 @@ def _const(kind: str, h: int, w: int, device: torch.device) -> torch.Tensor:
         return torch.arange(w, device=device).view(1, w)
     if kind == "ys":
         return torch.arange(h, device=device).view(1, h)
-    if kind == "levels":  # 0..255 as int64
-        return torch.arange(256, device=device)
+    if kind == "levels64":  # 0..255 as float64 / float32
+        return torch.arange(256, dtype=torch.float64, device=device)
+    if kind == "levels32":
+        return torch.arange(256, dtype=torch.float32, device=device)
     raise KeyError(kind)
 
 
 def _blend_lut(op_lut: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """LUT of ``_blend(op(x), x, m)`` from the LUT of op (B, C, 256): pixel-wise ops stay pixel-wise."""
-    levels = _const("levels", 0, 0, op_lut.device).to(torch.float32).view(1, 1, 256)
+    levels = _const("levels32", 0, 0, op_lut.device).view(1, 1, 256)
     r = m.to(torch.float32).view(-1, 1, 1)
     alpha = (1.0 - m).to(torch.float32).view(-1, 1, 1)
     return _u8(torch.addcmul(op_lut.to(torch.float32).mul_(r), levels, alpha).clamp_(0, 255))
 
-
-# --- geometric ops: a source index per output pixel, then one batched lookup -------------
-# Each geometric op maps every output pixel to a source pixel of the image framed by a
-# one-pixel fill border (a flat index into the (H+2) x (W+2) framed image); sources
-# outside the image are clamped onto the frame and so read the fill. Indices of several
-# ops concatenate, so the engine samples all of a step's geometric ops with one lookup.
 
 def _shift_index(h: int, w: int, dx: torch.Tensor, dy: torch.Tensor, dt) -> torch.Tensor:
     """Framed source index (B, 1, H*W) for integer shifts (content moves right/down by dx, dy)."""
     b, dev = dx.shape[0], dx.device
     ix = (_const("xs", h, w, dev) - dx.view(b, 1)).clamp_(-1, w).add_(1).to(dt)  # (B, W)
     iy = (_const("ys", h, w, dev) - dy.view(b, 1)).clamp_(-1, h).add_(1).mul_(w + 2).to(dt)  # (B, H)
-    return torch.add(iy.view(b, h, 1), ix.view(b, 1, w)).view(b, 1, h * w)
+    # rows expanded first: an add with both operands broadcast is not vectorised
+    return ix.view(b, 1, w).expand(b, h, w).contiguous().add_(iy.view(b, h, 1)).view(b, 1, h * w)
 
 
 def _shift_lost(h: int, w: int, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
@@ -251,6 +245,20 @@ def _shift(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, fill: torch
     return _sample(_padded(images, 1, 1, fill), idx, images.shape), _shift_lost(h, w, dx, dy)
 
 
+def _shift_padded(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, fill: torch.Tensor, px: int, py: int):
+    """_shift for small bounds |dx| <= px, |dy| <= py: the image framed by px, py columns/rows
+    of fill, so the source index is one subtraction (cheaper than clamping when the frame is thin)."""
+    b, c, h, w = images.shape
+    dx, dy = dx.clamp(-px, px), dy.clamp(-py, py)
+    w2 = w + 2 * px
+    out = fill.expand(b, c, h + 2 * py, w2).clone()
+    out[:, :, py:py + h, px:px + w] = images
+    dt = _index_dtype(out.numel())
+    base = ((_const("ys", h, w, images.device) + py) * w2).view(h, 1) + (_const("xs", h, w, images.device) + px)
+    idx = base.to(dt).view(1, 1, h * w) - (dy * w2 + dx).to(dt).view(b, 1, 1)
+    return _sample(out, idx, images.shape), _shift_lost(h, w, dx, dy)
+
+
 def _warp_index(h: int, w: int, theta: torch.Tensor, dt, need_lost: bool):
     """Framed source index (B, 1, H*W) of a nearest-neighbour warp by inverse affine matrices (B, 6).
 
@@ -266,7 +274,9 @@ def _warp_index(h: int, w: int, theta: torch.Tensor, dt, need_lost: bool):
     t = t.unsqueeze(-1).unsqueeze(-1)  # (B, 3, 2, 1, 1): x and y planes side by side
     # torchvision's base grid is [x, y, 1] @ scaled (a bmm); written out in the same order
     # (products rounded, then summed left to right) it gives identical floats, much faster
-    grid = torch.add(_const("bx", h, w, dev) * t[:, 0], _const("by", h, w, dev) * t[:, 1]).add_(t[:, 2])
+    # (one operand expanded first: an add with both operands broadcast is not vectorised)
+    grid = (_const("bx", h, w, dev) * t[:, 0]).expand(b, 2, h, w).contiguous()
+    grid = grid.add_(_const("by", h, w, dev) * t[:, 1]).add_(t[:, 2])
     ixy = grid.add_(1.0).mul_(half).sub_(0.5).round_()  # (B, 2, H, W)
     if w == h:  # clamp into the frame, [-1, w] x [-1, h]; scalar bounds are the fast path
         ixy.clamp_(-1, w)
@@ -275,32 +285,45 @@ def _warp_index(h: int, w: int, theta: torch.Tensor, dt, need_lost: bool):
         ixy[:, 1].clamp_(-1, h)
     ixy = ixy.to(dt)
     idx = torch.add(ixy[:, 0], ixy[:, 1], alpha=w + 2).add_(w + 3).view(b, 1, h * w)
-    if not need_lost:
-        return idx, None
-    frame = _const("frame", h, w, dev).index_select(0, idx.view(-1)).view(b, h * w)
-    return idx, frame.sum(1, dtype=torch.float64) / (h * w)
+    return idx, _frame_lost(h, w, idx) if need_lost else None
 
 
-def _i_shear(axis):
+def _frame_lost(h: int, w: int, idx: torch.Tensor) -> torch.Tensor:
+    """Share of each image's samples (framed index (B, 1, H*W)) that land on the fill frame."""
+    frame = _const("frame", h, w, idx.device).index_select(0, idx.view(-1)).view(idx.shape[0], h * w)
+    return frame.sum(1, dtype=torch.float64) / (h * w)
+
+
+def _theta_shear(axis):
     kind = "shear_" + axis
 
-    def index(h, w, v, s, top, dt, need_lost):
+    def theta(h, w, v, s):
         # torchvision's inverse matrix for shear about center=[0, 0] (the top-left corner),
         # written out; it passes degrees(atan(level)), so t = tan(radians(degrees(atan(level))))
         t = torch.tan(torch.deg2rad(torch.rad2deg(torch.atan(v * s))))
         base, pattern = _const(kind, h, w, v.device)
         # exact: every entry is 0, 1, t or t * size/2 (one rounded product, as written out)
-        return _warp_index(h, w, torch.addcmul(base, t.view(-1, 1), pattern), dt, need_lost)
-    return index
+        return torch.addcmul(base, t.view(-1, 1), pattern)
+    return theta
 
 
-def _i_rotate(h, w, v, s, top, dt, need_lost):
+def _theta_rotate(h, w, v, s):
     # torchvision's rotate takes the inverse matrix of -angle about the centre, written out:
     # [cos r, sin r, 0; -sin r, cos r, 0] with r = radians(-angle); counter-clockwise
     r = torch.deg2rad(-(v * s))
     # exact: each entry is cos, sin, -sin or 0 (products with 0 and +-1, sums with 0)
-    theta = torch.stack([torch.cos(r), torch.sin(r)], dim=1) @ _const("rotate", h, w, v.device)
-    return _warp_index(h, w, theta, dt, need_lost)
+    return torch.stack([torch.cos(r), torch.sin(r)], dim=1) @ _const("rotate", h, w, v.device)
+
+
+_THETA = {"ShearX": _theta_shear("x"), "ShearY": _theta_shear("y"), "Rotate": _theta_rotate}
+
+
+def _i_warp(name):
+    theta = _THETA[name]
+
+    def index(h, w, v, s, top, dt, need_lost):
+        return _warp_index(h, w, theta(h, w, v, s), dt, need_lost)
+    return index
 
 
 def _i_translate(axis):
@@ -315,11 +338,11 @@ def _i_translate(axis):
 
 
 _GEOMETRIC = {  # deterministic geometric ops: name -> (h, w, value, sign, top, dt, need_lost) -> (idx, lost)
-    "ShearX": _i_shear("x"),
-    "ShearY": _i_shear("y"),
+    "ShearX": _i_warp("ShearX"),
+    "ShearY": _i_warp("ShearY"),
     "TranslateX": _i_translate("x"),
     "TranslateY": _i_translate("y"),
-    "Rotate": _i_rotate,
+    "Rotate": _i_warp("Rotate"),
 }
 
 
@@ -373,12 +396,13 @@ def _k_equalize(x, v, s, m, g, fill, top, need_lost=True):
     hist = torch.bincount(flat.view(-1), minlength=rows * 256).view(rows, 256)
     top_count = hist.gather(1, pixels.amax(dim=1, keepdim=True).to(torch.int64))  # last non-empty bin
     step = (n - top_count).div_(255, rounding_mode="floor")
-    # floor((cum + step // 2) / step) in float64 is exact for any realistic pixel count (< 2^50)
-    lut = hist.cumsum(dim=-1).to(torch.float64)[:, :-1].add_(step // 2).div_(step.clamp(min=1)).floor_().clamp_(0, 255)
-    levels = _const("levels", 0, 0, x.device).to(torch.float64)
-    lut = torch.where(step != 0, lut, levels[1:])  # flat histogram: unchanged
-    op = torch.cat([lut.new_zeros(rows, 1), lut], dim=1).view(b, c, 256)
-    lut = _blend_lut(op, m)
+    # lut[k] = (cum[k - 1] + step // 2) // step with lut[0] = 0, i.e. the exclusive cumsum
+    # (cum - hist) for every k; the floor division in float64 is exact for any realistic
+    # pixel count (< 2^50)
+    lut = (hist.cumsum(dim=-1) - hist).add_(step // 2).to(torch.float64)
+    lut = lut.div_(step.clamp(min=1)).floor_().clamp_(0, 255)
+    op = torch.where(step != 0, lut, _const("levels64", 0, 0, x.device))  # flat histogram: unchanged
+    lut = _blend_lut(op.view(b, c, 256), m)
     return lut.view(-1).index_select(0, flat.view(-1)).view(x.shape), None
 
 
@@ -426,13 +450,15 @@ def _k_sharpness(x, v, s, m, g, fill, top, need_lost=True):
     # never within 1/26 of a .5 tie, so round(N / 13) from the integer sum N is identical.
     # Sums run on each image flattened (long contiguous rows); the wrapped values they
     # produce at the left/right borders are overwritten with the original borders after.
-    f = _f32(x.reshape(b * c, h * w))
-    rows = f[:, : -2 * w] + f[:, w:-w]
-    rows += f[:, 2 * w:]  # vertical 3-sums, centred one row down
+    # The 3x3 sums (at most 13 * 255) are exact in int16, twice as many lanes as float32.
+    i = x.reshape(b * c, h * w).to(torch.int16)
+    rows = i[:, : -2 * w] + i[:, w:-w]
+    rows += i[:, 2 * w:]  # vertical 3-sums, centred one row down
     box = rows[:, :-2] + rows[:, 1:-1]
     box += rows[:, 2:]  # 3x3 sums, centred at flat index w + 1 + j
+    f = _f32(x.reshape(b * c, h * w))
     centre = f[:, w + 1: h * w - w - 1]
-    blurred = box.add_(centre, alpha=4).div_(13).round_().sub_(centre)
+    blurred = _f32(box.add_(i[:, w + 1: h * w - w - 1], alpha=4)).div_(13).round_().sub_(centre)
     alpha = (1.0 - (1.0 + s * v)).to(torch.float32).view(b, 1, 1).expand(b, c, 1).reshape(b * c, 1)
     centre.addcmul_(blurred, alpha)  # fused like torchvision's add_(alpha=...); in place: f is ours
     out = f.view(b, c, h, w)
@@ -483,7 +509,7 @@ def _k_padcrop(x, v, s, m, g, fill, top, need_lost=True):
 
     dx = offsets(w)
     dy = offsets(h)
-    return _shift(x, dx, dy, fill)
+    return _shift_padded(x, dx, dy, fill, round(top * w), round(top * h))
 
 
 def _k_softcrop(x, v, s, m, g, fill, top, need_lost=True):
@@ -503,6 +529,8 @@ def _k_softcrop(x, v, s, m, g, fill, top, need_lost=True):
     dy = offsets(h)
     return _shift(x, dx, dy, fill)
 
+
+_RANDOM = {"Cutout", "SamplePairing", "PadCrop", "SoftCrop"}  # kernels that draw from the generator
 
 _KERNELS = {
     "Identity": _k_identity,
@@ -576,6 +604,13 @@ def run_op(name, images, magnitude, sign, *, wide=False, generator=None, fill=12
     return _run(name, images, magnitude, sign, wide, generator, fill, True)
 
 
+def _per_image(t, b: int, dev) -> torch.Tensor:
+    """Float64 (B,) on dev (already so: returned as is, no tiny conversion ops)."""
+    if isinstance(t, torch.Tensor) and t.dtype == torch.float64 and t.shape == (b,) and t.device == dev:
+        return t
+    return torch.as_tensor(t).to(device=dev, dtype=torch.float64).reshape(-1).expand(b)
+
+
 def _run(name, images, magnitude, sign, wide, generator, fill, need_lost):
     """run_op; with need_lost False, `lost` may come back None (the engine skips unused work)."""
     op = _get_op(name)
@@ -585,13 +620,48 @@ def _run(name, images, magnitude, sign, wide, generator, fill, need_lost):
     fill_t = _fill_tensor(fill, images)
     if b == 0:
         return images.clone(), torch.zeros(0, dtype=torch.float32, device=dev)
-    m = torch.as_tensor(magnitude).to(device=dev, dtype=torch.float64).reshape(-1).expand(b)
-    s = torch.as_tensor(sign).to(device=dev, dtype=torch.float64).reshape(-1).expand(b)
+    m, s = _per_image(magnitude, b, dev), _per_image(sign, b, dev)
     out, lost = _KERNELS[op.name](images, op.value(m, wide), s, m, generator, fill_t, op.value(1.0, wide),
                                   need_lost)
     if lost is None:
         return out, torch.zeros(b, dtype=torch.float32, device=dev) if need_lost else None
     return out, lost.to(torch.float32)
+
+
+def _run_geometric(names, counts, images, magnitude, sign, wide, fill, need_lost):
+    """Several deterministic geometric ops (keys of _GEOMETRIC) with one lookup: images come
+    grouped by op, ``counts[i]`` images running ``names[i]``. Returns (images, [lost or None])."""
+    _check_images(images)
+    b, c, h, w = images.shape
+    fill_t = _fill_tensor(fill, images)
+    dt = _index_dtype(b * c * (h + 2) * (w + 2))
+    idxs, losts, thetas, lo = [], [], [], 0
+
+    def flush():  # consecutive warps share one sampling grid
+        if thetas:
+            idx, _ = _warp_index(h, w, torch.cat([t for t, _ in thetas]), dt, False)
+            idxs.append(idx)
+            a = 0
+            for t, want in thetas:
+                losts.append(_frame_lost(h, w, idx[a:a + t.shape[0]]) if want else None)
+                a += t.shape[0]
+            thetas.clear()
+
+    for name, count, want in zip(names, counts, need_lost):
+        op, hi = _get_op(name), lo + count
+        v, sg = op.value(magnitude[lo:hi], wide), sign[lo:hi]
+        if op.name in _THETA:
+            thetas.append((_THETA[op.name](h, w, v, sg), want))
+        else:
+            flush()
+            idx, lost = _GEOMETRIC[op.name](h, w, v, sg, op.value(1.0, wide), dt, want)
+            idxs.append(idx)
+            losts.append(lost)
+        lo = hi
+    flush()
+    losts = [None if lost is None else lost.to(torch.float32) for lost in losts]
+    idx = torch.cat(idxs) if len(idxs) > 1 else idxs[0]
+    return _sample(_padded(images, 1, 1, fill_t), idx, images.shape), losts
 
 
 def apply_op(name, images, magnitude, sign=+1, *, wide=False, generator=None, fill=128):

@@ -136,7 +136,8 @@ def test_cli_train_survives_kill_9_then_eval(small_cifar10, tmp_path):
     (["eval", "--checkpoint", "/nonexistent"], "not an autosoft run directory"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(small_cifar10, tmp_path, args, message):
-    r = _cli(*args, "--out", str(tmp_path / "x") if args[0] == "train" else "--device", "cpu", env_root=small_cifar10)
+    extra = ["--out", str(tmp_path / "x")] if args[0] == "train" else ["--device", "cpu"]
+    r = _cli(*args, *extra, env_root=small_cifar10)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert message in r.stderr
