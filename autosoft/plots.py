@@ -164,26 +164,39 @@ def training_curves(history: list[dict], path) -> Path:
 
 
 def search_history(scores: Sequence[float | None], path, *, objective_name: str = "val_acc",
-                   maximize: bool = True) -> Path:
-    """Score per trial (failed trials, None, as red x at the bottom) and the best-so-far line."""
+                   maximize: bool = True, stopped: Sequence[bool] | None = None) -> Path:
+    """Score per trial and the best-so-far line over finished trials.
+
+    Failed trials (None) are red x at the bottom; trials stopped early (`stopped`) are hollow
+    grey markers at the score they had when stopped, and never count as the best.
+    """
     if len(scores) == 0:
         raise AutosoftError("search_history needs at least one trial score")
+    stopped = list(stopped) if stopped is not None else [False] * len(scores)
     ok = [(i, s) for i, s in enumerate(scores) if s is not None and _is_number(s)]
     failed = [i for i, s in enumerate(scores) if s is None or not _is_number(s)]
+    full = [(i, s) for i, s in ok if not stopped[i]]
+    partial = [(i, s) for i, s in ok if stopped[i]]
 
     fig = _figure(7.0, 4.0)
     ax = fig.add_subplot(1, 1, 1)
-    if ok:
-        xs, ys = zip(*ok)
-        ax.scatter(xs, ys, s=14, color="#3b75af", label="trial")
+    if partial:
+        xs, ys = zip(*partial)
+        ax.scatter(xs, ys, s=14, facecolors="none", edgecolors="#999999",
+                   label=f"stopped early ({len(partial)}, score when stopped)")
+    if full:
+        xs, ys = zip(*full)
+        ax.scatter(xs, ys, s=14, color="#3b75af", label=f"finished ({len(full)})")
         best, best_line = None, []
         pick = max if maximize else min
         for i, s in enumerate(scores):
-            if s is not None and _is_number(s):
+            if s is not None and _is_number(s) and not stopped[i]:
                 best = s if best is None else pick(best, s)
             best_line.append(best)
         ax.step(range(len(scores)), [math.nan if b is None else b for b in best_line], where="post",
                 color="#d62728", label="best so far")
+    if ok:
+        ys = [s for _, s in ok]
         lo, hi = min(ys), max(ys)
         pad = 0.05 * (hi - lo) if hi > lo else 0.05 * max(abs(hi), 1.0)
         ax.set_ylim(lo - 2 * pad, hi + pad)

@@ -598,7 +598,7 @@ def _plot(out: Path, rows: list[dict], pareto: list, metrics: list[str], modes: 
     scores = [r[metrics[0]] if r["state"] != "failed" else None for r in rows]
     try:
         plots.search_history(scores, out / "search_history.png", objective_name=metrics[0],
-                             maximize=modes[0] == "max")
+                             maximize=modes[0] == "max", stopped=[r["state"] == "stopped" for r in rows])
         if len(metrics) > 1:
             done = [r for r in rows if r["state"] == "complete"]
             if done:
