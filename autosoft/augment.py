@@ -221,3 +221,36 @@ class PolicyAugment(torch.nn.Module):
             images, keep = self._apply_per_image(images, keep, ops, op_index, magnitude,
                                                  torch.ones(n, dtype=torch.bool), generator)
         return images, keep
+
+
+def mix_batch(images: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, *, kind: str, lam: float,
+              box_center: tuple[float, float] = (0.5, 0.5)):
+    """MixUp or CutMix on top of (soft) target rows: each image is mixed with the next one in the
+    batch (torchvision's pairing), and so are its target row and loss weight.
+
+    `images` are float (B, C, H, W). For CutMix a box of area (1 - lam) centred at `box_center`
+    (fractions of height and width) is pasted; lam is then the area actually kept.
+
+    >>> import torch
+    >>> rows = torch.eye(2)
+    >>> _, mixed, _ = mix_batch(torch.zeros(2, 1, 4, 4), rows, torch.ones(2), kind="cutmix", lam=0.75)
+    >>> mixed
+    tensor([[0.7500, 0.2500],
+            [0.2500, 0.7500]])
+    """
+    if kind == "mixup":
+        images = images.mul(lam).add_(images.roll(1, 0), alpha=1.0 - lam)
+    elif kind == "cutmix":
+        h, w = images.shape[-2:]
+        cut = (1.0 - lam) ** 0.5
+        cy, cx = box_center[0] * h, box_center[1] * w
+        y0, y1 = int(max(cy - cut * h / 2, 0)), int(min(cy + cut * h / 2, h))
+        x0, x1 = int(max(cx - cut * w / 2, 0)), int(min(cx + cut * w / 2, w))
+        images = images.clone()
+        images[..., y0:y1, x0:x1] = images.roll(1, 0)[..., y0:y1, x0:x1]
+        lam = 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
+    else:
+        raise AutosoftError(f"mix kind {kind!r} is unknown; allowed: mixup, cutmix")
+    targets = targets.mul(lam).add_(targets.roll(1, 0), alpha=1.0 - lam)
+    weights = weights.mul(lam).add_(weights.roll(1, 0), alpha=1.0 - lam)
+    return images, targets, weights

@@ -22,7 +22,18 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _data_dir_flag(p: argparse.ArgumentParser) -> None:
+def read_json_object(path: str, what: str) -> dict:
+    """A --config file: a JSON object of settings, or one clear error line."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise AutosoftError(f"--config {path}: cannot read a JSON object ({e})") from None
+    if not isinstance(data, dict):
+        raise AutosoftError(f"--config {path}: expected a JSON object of {what}")
+    return data
+
+
+def add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=os.environ.get("AUTOSOFT_DATA"),
                    help="data root holding the standard layouts (default: $AUTOSOFT_DATA, else ~/.cache/autosoft/data)")
     p.add_argument("--download", action="store_true", help="download a missing data set (checksum verified)")
@@ -81,17 +92,11 @@ def write_preview(policy, path, *, dataset: str, data_dir=None, download=False, 
 # ---- train / eval -----------------------------------------------------------------
 def _train_config(args):
     from autosoft.train import TrainConfig
-    base = {}
-    if args.config:
-        try:
-            base = json.loads(Path(args.config).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise AutosoftError(f"--config {args.config}: cannot read a JSON object ({e})") from None
-        if not isinstance(base, dict):
-            raise AutosoftError(f"--config {args.config}: expected a JSON object of train settings")
+    base = read_json_object(args.config, "train settings") if args.config else {}
     flags = {k: getattr(args, k) for k in ("dataset", "model", "epochs", "batch_size", "lr", "weight_decay",
                                            "label_smoothing", "schedule", "warmup_epochs", "weak_aug_epochs",
-                                           "train_size", "val_size", "seed", "device", "threads", "data_dir")}
+                                           "train_size", "val_size", "seed", "device", "threads", "data_dir",
+                                           "mixup_alpha", "cutmix_alpha")}
     base.update({k: v for k, v in flags.items() if v is not None})
     if args.width is not None:
         base["model_kwargs"] = {**base.get("model_kwargs", {}), "width": args.width}
@@ -148,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--preview", metavar="PNG", help="write a grid of images under several draws of the policy")
     show.add_argument("--dataset", default="cifar10", help="data set for --preview (default cifar10)")
     show.add_argument("--seed", type=int, default=0)
-    _data_dir_flag(show)
+    add_data_flags(show)
     show.set_defaults(func=_show)
 
     tr = sub.add_parser("train", help="train a model with a policy; reports accuracy, calibration, robustness")
@@ -167,13 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--schedule", help="onecycle | cosine")
     tr.add_argument("--warmup-epochs", type=float)
     tr.add_argument("--weak-aug-epochs", type=int, help="last N epochs with augmentation strength / 1000")
+    tr.add_argument("--mixup-alpha", type=float, help="MixUp on top of the policy's (soft) targets; 0 = off")
+    tr.add_argument("--cutmix-alpha", type=float, help="CutMix likewise; with both, each batch picks one")
     tr.add_argument("--train-size", type=int, help="train on a stratified subset of this many images")
     tr.add_argument("--val-size", type=int, help="hold out this many train images (temperature scaling, val metrics)")
     tr.add_argument("--seed", type=int)
     tr.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     tr.add_argument("--threads", type=int, help="CPU threads for torch")
     tr.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
-    _data_dir_flag(tr)
+    add_data_flags(tr)
     tr.set_defaults(func=_train)
 
     ev = sub.add_parser("eval", help="evaluate a finished or interrupted run directory on its test split")

@@ -13,7 +13,6 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -6,7 +6,6 @@ converts uint8 and normalises. All end in a global pool, so any H, W >= 8 works.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from autosoft.errors import AutosoftError

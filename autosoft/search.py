@@ -851,9 +851,8 @@ def add_search_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent", type=int, help="at most this many trials at once (default: as resources allow)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-baselines", action="store_true", help="do not run the known policies first")
-    p.add_argument("--data-dir", default=os.environ.get("AUTOSOFT_DATA"),
-                   help="data root (default: $AUTOSOFT_DATA, else ~/.cache/autosoft/data)")
-    p.add_argument("--download", action="store_true", help="download a missing data set (checksum verified)")
+    from autosoft.cli import add_data_flags
+    add_data_flags(p)
     p.set_defaults(func=search_command)
     return p
 
@@ -861,13 +860,8 @@ def add_search_parser(subparsers) -> argparse.ArgumentParser:
 def search_command(args) -> int:
     proxy: dict[str, Any] = {"preset": args.proxy}
     if args.config:
-        try:
-            overrides = json.loads(Path(args.config).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise AutosoftError(f"--config {args.config}: cannot read JSON ({e})") from None
-        if not isinstance(overrides, dict):
-            raise AutosoftError(f"--config {args.config}: expected a JSON object of proxy settings")
-        proxy.update(overrides)
+        from autosoft.cli import read_json_object
+        proxy.update(read_json_object(args.config, "proxy settings"))
     for flag, key in (("epochs", "epochs"), ("train_size", "train_size"), ("val_size", "val_size"),
                       ("model", "model")):
         if getattr(args, flag) is not None:

@@ -15,18 +15,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from autosoft import __version__
-from autosoft.augment import PolicyAugment
+from autosoft.augment import PolicyAugment, mix_batch
 from autosoft.data import Dataset, channel_mean_std, load_dataset, stratified_subset, train_val_split
 from autosoft.errors import AutosoftError
 from autosoft.metrics import evaluate, expected_calibration_error, predict_logits
@@ -57,6 +57,8 @@ class TrainConfig:
     schedule: str = "onecycle"      # onecycle: linear up then linear down; cosine: warm-up then cosine
     warmup_epochs: float = 1.0
     weak_aug_epochs: int = 0        # last N epochs with augmentation strength / 1000 (Soft Augmentation recipe)
+    mixup_alpha: float = 0.0        # > 0: MixUp with lam ~ Beta(alpha, alpha) on top of the policy's rows
+    cutmix_alpha: float = 0.0       # > 0: CutMix likewise; with both, each batch picks one at random
     train_size: int | None = None   # stratified subset of the train split (None = all of it)
     val_size: int = 0               # held out of the train split, stratified; never the test split
     seed: int = 0
@@ -85,6 +87,8 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, "label_smoothing", "a number in [0, 1)"),
             (self.schedule in SCHEDULES, "schedule", "one of " + ", ".join(SCHEDULES)),
             (0 <= self.weak_aug_epochs <= self.epochs, "weak_aug_epochs", f"an integer in [0, epochs={self.epochs}]"),
+            (self.mixup_alpha >= 0, "mixup_alpha", "a number >= 0"),
+            (self.cutmix_alpha >= 0, "cutmix_alpha", "a number >= 0"),
             (self.val_size >= 0, "val_size", "an integer >= 0"),
             (self.train_size is None or self.train_size >= 2, "train_size", "an integer >= 2 or None"),
         ]
@@ -236,6 +240,19 @@ def make_predict(model: torch.nn.Module, normalize: Normalize, device: torch.dev
     return predict
 
 
+def _pick_mix(config: TrainConfig, rng: np.random.Generator) -> str | None:
+    kinds = [k for k, a in (("mixup", config.mixup_alpha), ("cutmix", config.cutmix_alpha)) if a > 0]
+    return kinds[int(rng.integers(len(kinds)))] if kinds else None
+
+
+def _mix_params(config: TrainConfig, kind: str, rng: np.random.Generator) -> dict:
+    alpha = config.mixup_alpha if kind == "mixup" else config.cutmix_alpha
+    params = {"lam": float(rng.beta(alpha, alpha))}
+    if kind == "cutmix":
+        params["box_center"] = (float(rng.random()), float(rng.random()))
+    return params
+
+
 def _autocast(device: torch.device):
     # bf16 autocast on CUDA: mixed precision without a loss scaler; full fp32 on the CPU.
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -294,6 +311,7 @@ def train(config: TrainConfig, policy: Policy | str, *, run_dir: str | Path | No
         for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()
             gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+            mix_rng = np.random.default_rng(config.seed * 100_003 + epoch)  # Beta draws; torch has none seeded
             augment.strength = 1e-3 if epoch >= config.epochs - config.weak_aug_epochs else 1.0
             order = torch.randperm(len(train_set), generator=gen).to(device)
             model.train()
@@ -310,9 +328,13 @@ def train(config: TrainConfig, policy: Policy | str, *, run_dir: str | Path | No
                 targets = batch.targets
                 if config.label_smoothing:
                     targets = smooth_rows(targets, config.label_smoothing)
+                x, weights = normalize(batch.images), batch.weights
+                mix = _pick_mix(config, mix_rng)
+                if mix is not None:
+                    x, targets, weights = mix_batch(x, targets, weights, kind=mix, **_mix_params(config, mix, mix_rng))
                 with _autocast(device):
-                    logits = model(normalize(batch.images))
-                loss = soft_target_cross_entropy(logits, targets, batch.weights)
+                    logits = model(x)
+                loss = soft_target_cross_entropy(logits, targets, weights)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

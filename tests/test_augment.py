@@ -92,3 +92,28 @@ def test_cuda_matches_cpu():
     gpu = augment(images.cuda(), labels.cuda(), generator=_gen())
     assert gpu.images.is_cuda
     assert (gpu.images.cpu().int() - cpu.images.int()).abs().max() <= 1
+
+
+def test_mixup_mixes_images_rows_and_weights_with_the_next_image():
+    from autosoft.augment import mix_batch
+    images = torch.arange(3.0).view(3, 1, 1, 1).expand(3, 1, 2, 2)
+    rows = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    weights = torch.tensor([1.0, 0.5, 0.0])
+    x, t, w = mix_batch(images, rows, weights, kind="mixup", lam=0.75)
+    # image i is mixed with image i-1 (torchvision's roll pairing)
+    assert torch.allclose(x[:, 0, 0, 0], torch.tensor([0.75 * 0 + 0.25 * 2, 0.75 * 1 + 0.25 * 0, 0.75 * 2 + 0.25 * 1]))
+    assert torch.allclose(t[1], torch.tensor([0.25, 0.75]))
+    assert torch.allclose(t.sum(1), torch.ones(3))
+    assert torch.allclose(w, torch.tensor([0.75, 0.625, 0.125]))
+
+
+def test_cutmix_pastes_a_box_and_uses_the_kept_area():
+    from autosoft.augment import mix_batch
+    images = torch.stack([torch.zeros(1, 8, 8), torch.ones(1, 8, 8)])
+    rows = torch.eye(2)
+    x, t, _ = mix_batch(images, rows, torch.ones(2), kind="cutmix", lam=0.75, box_center=(0.0, 0.0))
+    pasted = (x[0] == 1).sum().item()   # image 0 received a box from image 1
+    assert pasted == 4  # a 4x4 box centred on the corner: a 2x2 quarter lies inside the image
+    assert t[0, 1].item() == pytest.approx(pasted / 64)
+    with pytest.raises(AutosoftError, match="allowed: mixup, cutmix"):
+        mix_batch(images, rows, torch.ones(2), kind="blend", lam=0.5)

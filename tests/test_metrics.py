@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from autosoft import metrics as M
 from autosoft.errors import AutosoftError

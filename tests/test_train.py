@@ -76,6 +76,13 @@ def test_other_config_in_unfinished_dir_is_refused(small_cifar10, tmp_path):
         train(_config(small_cifar10, eval_test=False, lr=0.05), "baseline", run_dir=tmp_path / "r")
 
 
+def test_mixup_and_cutmix_train_deterministically_per_seed(small_cifar10, tmp_path):
+    config = _config(small_cifar10, epochs=2, eval_test=False, mixup_alpha=0.4, cutmix_alpha=1.0)
+    a = train(config, "softaug")
+    b = train(config, "softaug")
+    assert a["val_acc"] == b["val_acc"] and a["val_nll"] == pytest.approx(b["val_nll"], rel=1e-6)
+
+
 def test_divergence_is_reported(small_cifar10):
     with pytest.raises(TrainingDiverged, match="lower the learning rate"):
         train(_config(small_cifar10, epochs=1, lr=1e9, eval_test=False, val_size=0), "none")
