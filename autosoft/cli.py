@@ -68,7 +68,7 @@ def _show(args) -> int:
 def write_preview(policy, path, *, dataset: str, data_dir=None, download=False, seed: int = 0,
                   n_images: int = 8, n_draws: int = 4) -> Path:
     """A grid: the original images in the first row, then several draws of the policy,
-    each image captioned with the confidence its target would carry."""
+    each image captioned with the target confidence p it would train with."""
     import torch
 
     from autosoft import plots
@@ -82,7 +82,10 @@ def write_preview(policy, path, *, dataset: str, data_dir=None, download=False, 
     rows, captions = [images], [ds.classes[int(y)][:10] for y in labels]
     for _ in range(n_draws):
         out = augment(images, labels, generator=gen)
-        confidence = (out.targets.gather(1, labels.view(-1, 1)).flatten() * out.weights)
+        # p(severity) from the curve: the target row's true-class entry, or the loss weight in "weight" mode
+        st = augment.policy.soft_targets
+        confidence = out.weights if st is not None and st.mode == "weight" else \
+            out.targets.gather(1, labels.view(-1, 1)).flatten()
         rows.append(out.images)
         captions += [f"p={c:.2f}" for c in confidence.tolist()]
     return plots.image_grid(torch.cat(rows), path, nrow=n_images, labels=captions,
