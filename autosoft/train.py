@@ -157,7 +157,9 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def environment_info(device: torch.device) -> dict:
-    info = {"autosoft": __version__, "torch": torch.__version__, "python": platform.python_version(),
+    import torchvision
+    info = {"autosoft": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "numpy": np.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "device": str(device)}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
