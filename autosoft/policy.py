@@ -268,8 +268,8 @@ def _parse_policy(root: _Field) -> Policy:
     for section in ("subpolicies", "randaugment", "trivialaugment"):
         if section in d and section != kind:
             raise AutosoftError(f"{root.where()}: {section}: only allowed when kind is {section!r} (kind is {kind!r})")
-        if section == kind and section not in d and section == "subpolicies":
-            raise AutosoftError(f"{root.where()}: kind 'subpolicies' needs a 'subpolicies' list")
+    if kind == "subpolicies" and "subpolicies" not in d:  # the other kinds have defaults
+        raise AutosoftError(f"{root.where()}: kind 'subpolicies' needs a 'subpolicies' list")
 
     name = d.get("name")
     if name is not None and not isinstance(name, str):
