@@ -242,17 +242,16 @@ def make_predict(model: torch.nn.Module, normalize: Normalize, device: torch.dev
     return predict
 
 
-def _pick_mix(config: TrainConfig, rng: np.random.Generator) -> str | None:
-    kinds = [k for k, a in (("mixup", config.mixup_alpha), ("cutmix", config.cutmix_alpha)) if a > 0]
-    return kinds[int(rng.integers(len(kinds)))] if kinds else None
-
-
-def _mix_params(config: TrainConfig, kind: str, rng: np.random.Generator) -> dict:
-    alpha = config.mixup_alpha if kind == "mixup" else config.cutmix_alpha
-    params = {"lam": float(rng.beta(alpha, alpha))}
+def _draw_mix(config: TrainConfig, rng: np.random.Generator) -> tuple[str, dict] | None:
+    """This batch's MixUp/CutMix draw: the kind (one at random when both are on) and its parameters."""
+    alphas = {k: a for k, a in (("mixup", config.mixup_alpha), ("cutmix", config.cutmix_alpha)) if a > 0}
+    if not alphas:
+        return None
+    kind = list(alphas)[int(rng.integers(len(alphas)))]
+    params = {"lam": float(rng.beta(alphas[kind], alphas[kind]))}
     if kind == "cutmix":
         params["box_center"] = (float(rng.random()), float(rng.random()))
-    return params
+    return kind, params
 
 
 def _autocast(device: torch.device):
@@ -312,8 +311,9 @@ def train(config: TrainConfig, policy: Policy | str, *, run_dir: str | Path | No
     try:
         for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()
-            gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-            mix_rng = np.random.default_rng(config.seed * 100_003 + epoch)  # Beta draws; torch has none seeded
+            epoch_seed = config.seed * 100_003 + epoch
+            gen = torch.Generator().manual_seed(epoch_seed)
+            mix_rng = np.random.default_rng(epoch_seed)  # Beta draws: torch has no seeded Beta sampler
             augment.strength = 1e-3 if epoch >= config.epochs - config.weak_aug_epochs else 1.0
             order = torch.randperm(len(train_set), generator=gen).to(device)
             model.train()
@@ -331,9 +331,10 @@ def train(config: TrainConfig, policy: Policy | str, *, run_dir: str | Path | No
                 if config.label_smoothing:
                     targets = smooth_rows(targets, config.label_smoothing)
                 x, weights = normalize(batch.images), batch.weights
-                mix = _pick_mix(config, mix_rng)
+                mix = _draw_mix(config, mix_rng)
                 if mix is not None:
-                    x, targets, weights = mix_batch(x, targets, weights, kind=mix, **_mix_params(config, mix, mix_rng))
+                    kind, params = mix
+                    x, targets, weights = mix_batch(x, targets, weights, kind=kind, **params)
                 with _autocast(device):
                     logits = model(x)
                 loss = soft_target_cross_entropy(logits, targets, weights)
