@@ -18,12 +18,16 @@ curve turns the result into `(B, C)` target rows.
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import os
+import platform
 from typing import NamedTuple
 
 import torch
 
 from autosoft.errors import AutosoftError
-from autosoft.ops import _GEOMETRIC, _RANDOM, _THETA, OPS, _run, _run_geometric
+from autosoft.ops import _RANDOM, _THETA, OPS, _run, _run_warps
 from autosoft.policy import OpEntry, Policy, load_policy
 from autosoft.soft_targets import soft_targets
 
@@ -41,8 +45,8 @@ def _uniform(n: int, generator: torch.Generator | None) -> torch.Tensor:
 
 
 # Most images one kernel call handles: bigger calls amortise per-call overhead, but their
-# temporaries outgrow the caches and the allocator's reuse (page faults on every call).
-_CHUNK = 128
+# float temporaries (12 KB per CIFAR image) outgrow the caches.
+_CHUNK = 256
 
 
 def _rows(images: torch.Tensor) -> torch.Tensor:
@@ -56,6 +60,28 @@ def _rows(images: torch.Tensor) -> torch.Tensor:
     return rows
 
 
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Fix glibc's malloc thresholds so that freed tensor memory is reused, not returned to the OS.
+
+    By default glibc adapts its mmap threshold to the sizes freed so far; depending on that
+    history, a process either reuses the augmentation temporaries' memory or maps and
+    page-faults it afresh on every batch, which halves the engine's speed (measured: about
+    150k vs 250k CIFAR images/s, varying from one process to the next). Fixed thresholds pick
+    the fast state every time: blocks up to 32 MiB come from the heap, and up to 128 MiB of
+    freed heap is kept. Called once per process by PolicyAugment; AUTOSOFT_KEEP_FREED_MEMORY=0
+    leaves malloc alone. Returns whether the thresholds were set (glibc only).
+    """
+    if os.environ.get("AUTOSOFT_KEEP_FREED_MEMORY", "1") == "0" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 128 << 20))
+
+
 class PolicyAugment(torch.nn.Module):
     """A policy as a module: ``(uint8 images, int labels) -> AugmentedBatch``.
 
@@ -63,7 +89,8 @@ class PolicyAugment(torch.nn.Module):
     AutoAugment: ``images, targets, weights, _ = augment(images, labels)`` then
     ``autosoft.soft_target_cross_entropy(model(x), targets, weights)``.
     `strength` scales every magnitude (the trainer lowers it for the last
-    epochs, as in the Soft Augmentation recipe).
+    epochs, as in the Soft Augmentation recipe). Building one fixes the process's
+    malloc thresholds for speed (see `keep_freed_memory`).
     """
 
     def __init__(self, policy: Policy | str, num_classes: int, *, fill: int = 128, strength: float = 1.0):
@@ -76,6 +103,7 @@ class PolicyAugment(torch.nn.Module):
         self.strength = strength
         st = self.policy.soft_targets
         self._sensitivity = dict(st.sensitivity) if st is not None else {}
+        keep_freed_memory()
 
     def extra_repr(self) -> str:
         return f"policy={self.policy.name or self.policy.kind}, num_classes={self.num_classes}, strength={self.strength:g}"
@@ -106,18 +134,15 @@ class PolicyAugment(torch.nn.Module):
         """Image i runs op_names[op_index[i]] at magnitude[i] where applied[i] (index tensors on the CPU).
 
         The batch is sorted once by op; each op's images are gathered straight from the
-        input and its results written straight into one output batch: no full-batch
-        temporaries, whose page faults (the allocator returns big blocks to the OS)
-        cost more than the copies. The deterministic geometric ops sort first and
-        share one batched lookup.
+        input and its results written straight into one output batch (no full-batch
+        temporaries). The warps (Shear, Rotate) sort first and share one batched lookup.
         """
         n, dev = images.shape[0], images.device
         skip = len(op_names)
-        # processing order: the geometric family first, then the other ops in list order
+        # processing order: the warps first, then the other ops in list order
         # (ops that draw random numbers keep their relative order), skipped images last
-        geo = sorted((k for k, name in enumerate(op_names) if name in _GEOMETRIC),
-                     key=lambda k: op_names[k] not in _THETA)  # warps first: they share a grid
-        rank = geo + [k for k in range(skip) if op_names[k] not in _GEOMETRIC] + [skip]
+        warps = [k for k, name in enumerate(op_names) if name in _THETA]  # they share one grid
+        rank = warps + [k for k in range(skip) if op_names[k] not in _THETA] + [skip]
         key = torch.empty(skip + 1, dtype=torch.long)
         key[rank] = torch.arange(skip + 1)
         op_key = key[torch.where(applied, op_index, skip)]
@@ -145,10 +170,10 @@ class PolicyAugment(torch.nn.Module):
         need_lost = {op: OPS[op].lossy and sensitivity[op] > 0 for op in names}
 
         # The calls of this step, in sorted order: (ops as [(name, count)] or None to pass
-        # through, images). Geometric images share one lookup per chunk of at most _CHUNK
-        # images (spanning op groups); chunks keep temporaries cache-sized and off the
-        # page-fault path. Ops that draw random numbers run in one call (one stream of draws).
-        calls, ng = [], len(geo)
+        # through, images). Warped images share one lookup per chunk of at most _CHUNK
+        # images (spanning op groups); chunks keep temporaries cache-sized. Ops that draw
+        # random numbers run in one call (one stream of draws).
+        calls, ng = [], len(warps)
         pending, size = [], 0
         for name, c in zip(names[:ng], counts[:ng]):
             while c:
@@ -179,7 +204,7 @@ class PolicyAugment(torch.nn.Module):
                 parts, losts = [(ops, size)], [lost]
             else:
                 parts = ops
-                result, losts = _run_geometric([op for op, _ in parts], [c for _, c in parts], piece, m, sg,
+                result, losts = _run_warps([op for op, _ in parts], [c for _, c in parts], piece, m, sg,
                                                wide, self.fill, [need_lost[op] for op, _ in parts])
             dst.index_copy_(0, idx, result.reshape(size, -1).view(dst.dtype))
             lo = 0

@@ -111,9 +111,11 @@ OP_NAMES = list(OPS)
 # --- helpers ------------------------------------------------------------------
 # Speed notes (CPU, one thread): uint8 <-> float32 casts and float arithmetic are
 # vectorised, but float -> uint8 casts, bool-producing comparisons, `where`,
-# `trunc`, `aminmax` and int64 temporaries are many times slower, and every large
-# fresh temporary costs page faults. The kernels below therefore stay in float32
-# or int16 arithmetic, cast to uint8 through int16, and use int32 indices.
+# `trunc`, `aminmax` and int64 temporaries are many times slower, and gathers
+# (index_select, gather, LUT lookups) move one element at a time, about 10x the cost
+# of a float pass per element. The kernels below therefore stay in float32 or int16
+# arithmetic, cast to uint8 through int16, use int32 indices, and move whole rows
+# where they can (shifts).
 
 def _col(t: torch.Tensor) -> torch.Tensor:
     """(B,) -> (B, 1, 1, 1) for per-image broadcasting."""
@@ -166,21 +168,16 @@ def _index_dtype(numel: int):
     return torch.int32 if numel < 2**31 - 1 else torch.int64
 
 
-def _padded(images: torch.Tensor, py: int, px: int, fill: torch.Tensor) -> torch.Tensor:
-    """Images framed by a border of fill (py rows, px columns), shape (B, C, H2, W2)."""
-    b, c, h, w = images.shape
-    out = fill.expand(b, c, h + 2 * py, w + 2 * px).clone()
-    out[:, :, py:py + h, px:px + w] = images
-    return out
-
-
-def _sample(padded: torch.Tensor, idx: torch.Tensor, shape) -> torch.Tensor:
-    """out[b, c, p] = padded[b, c, idx[b, p]] (idx (B, 1, P): flat positions in one padded image).
+def _sample(images: torch.Tensor, idx: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """out[b, c, p] = image b, channel c, framed by one pixel of fill, at flat position idx[b, 0, p]
+    (idx (B, 1, H*W) into the (H+2) x (W+2) framed image).
 
     One gather for the batch; the index is shared by the channels (expanded, not copied).
     """
-    b, c = padded.shape[:2]
-    return padded.view(b, c, -1).gather(2, idx.to(torch.int64).expand(b, c, idx.shape[-1])).view(shape)
+    b, c, h, w = images.shape
+    framed = fill.expand(b, c, h + 2, w + 2).clone()
+    framed[:, :, 1:-1, 1:-1] = images
+    return framed.view(b, c, -1).gather(2, idx.to(torch.int64).expand(b, c, h * w)).view(images.shape)
 
 
 @functools.lru_cache(maxsize=64)
@@ -206,9 +203,7 @@ def _const(kind: str, h: int, w: int, device: torch.device) -> torch.Tensor:
         return torch.arange(w, device=device).view(1, w)
     if kind == "ys":
         return torch.arange(h, device=device).view(1, h)
-    if kind == "levels64":  # 0..255 as float64 / float32
-        return torch.arange(256, dtype=torch.float64, device=device)
-    if kind == "levels32":
+    if kind == "levels32":  # 0..255 as float32
         return torch.arange(256, dtype=torch.float32, device=device)
     raise KeyError(kind)
 
@@ -221,15 +216,6 @@ def _blend_lut(op_lut: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return _u8(torch.addcmul(op_lut.to(torch.float32).mul_(r), levels, alpha).clamp_(0, 255))
 
 
-def _shift_index(h: int, w: int, dx: torch.Tensor, dy: torch.Tensor, dt) -> torch.Tensor:
-    """Framed source index (B, 1, H*W) for integer shifts (content moves right/down by dx, dy)."""
-    b, dev = dx.shape[0], dx.device
-    ix = (_const("xs", h, w, dev) - dx.view(b, 1)).clamp_(-1, w).add_(1).to(dt)  # (B, W)
-    iy = (_const("ys", h, w, dev) - dy.view(b, 1)).clamp_(-1, h).add_(1).mul_(w + 2).to(dt)  # (B, H)
-    # rows expanded first: an add with both operands broadcast is not vectorised
-    return ix.view(b, 1, w).expand(b, h, w).contiguous().add_(iy.view(b, h, 1)).view(b, 1, h * w)
-
-
 def _shift_lost(h: int, w: int, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
     return 1.0 - ((w - dx.abs()) * (h - dy.abs())).to(torch.float64) / (h * w)
 
@@ -237,26 +223,21 @@ def _shift_lost(h: int, w: int, dx: torch.Tensor, dy: torch.Tensor) -> torch.Ten
 def _shift(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, fill: torch.Tensor):
     """Shift each image by integer (dx, dy) px (content moves right/down), fill the rest.
 
-    Exact (no interpolation): vacated pixels read the fill frame. Returns (images, lost).
+    Exact (no interpolation), and a copy of whole rows rather than a gather of pixels (several
+    times faster): the images sit in a canvas with one fill row above and below and W fill
+    columns on either side, and every output row is the W-pixel window of the canvas that
+    starts in its source row (or a fill row), W - dx columns in. Returns (images, lost).
     """
     b, c, h, w = images.shape
+    dev = images.device
     dx, dy = dx.clamp(-w, w), dy.clamp(-h, h)
-    idx = _shift_index(h, w, dx, dy, _index_dtype(b * c * (h + 2) * (w + 2)))
-    return _sample(_padded(images, 1, 1, fill), idx, images.shape), _shift_lost(h, w, dx, dy)
-
-
-def _shift_padded(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, fill: torch.Tensor, px: int, py: int):
-    """_shift for small bounds |dx| <= px, |dy| <= py: the image framed by px, py columns/rows
-    of fill, so the source index is one subtraction (cheaper than clamping when the frame is thin)."""
-    b, c, h, w = images.shape
-    dx, dy = dx.clamp(-px, px), dy.clamp(-py, py)
-    w2 = w + 2 * px
-    out = fill.expand(b, c, h + 2 * py, w2).clone()
-    out[:, :, py:py + h, px:px + w] = images
-    dt = _index_dtype(out.numel())
-    base = ((_const("ys", h, w, images.device) + py) * w2).view(h, 1) + (_const("xs", h, w, images.device) + px)
-    idx = base.to(dt).view(1, 1, h * w) - (dy * w2 + dx).to(dt).view(b, 1, 1)
-    return _sample(out, idx, images.shape), _shift_lost(h, w, dx, dy)
+    canvas = fill.expand(b, c, h + 2, 3 * w).clone()
+    canvas[:, :, 1:h + 1, w:2 * w] = images
+    src_row = (_const("ys", h, w, dev) - dy.view(b, 1)).clamp_(-1, h).add_(1)  # (B, H) canvas rows
+    plane = torch.arange(0, b * c * (h + 2), h + 2, device=dev).view(b, c, 1)
+    start = (plane + src_row.view(b, 1, h)).mul_(3 * w).add_((w - dx).view(b, 1, 1))  # (B, C, H)
+    windows = canvas.view(-1).as_strided((canvas.numel() - w + 1, w), (1, 1))  # one per offset
+    return windows.index_select(0, start.view(-1)).view(images.shape), _shift_lost(h, w, dx, dy)
 
 
 def _warp_index(h: int, w: int, theta: torch.Tensor, dt, need_lost: bool):
@@ -318,41 +299,24 @@ def _theta_rotate(h, w, v, s):
 _THETA = {"ShearX": _theta_shear("x"), "ShearY": _theta_shear("y"), "Rotate": _theta_rotate}
 
 
-def _i_warp(name):
+def _k_warp(name):
     theta = _THETA[name]
 
-    def index(h, w, v, s, top, dt, need_lost):
-        return _warp_index(h, w, theta(h, w, v, s), dt, need_lost)
-    return index
+    def k(x, v, s, m, g, fill, top, need_lost=True):
+        b, c, h, w = x.shape
+        idx, lost = _warp_index(h, w, theta(h, w, v, s), _index_dtype(b * c * (h + 2) * (w + 2)), need_lost)
+        return _sample(x, idx, fill), lost
+    return k
 
 
-def _i_translate(axis):
-    def index(h, w, v, s, top, dt, need_lost):
-        size = w if axis == "x" else h
+def _k_translate(axis):
+    def k(x, v, s, m, g, fill, top, need_lost=True):
+        size = x.shape[-1] if axis == "x" else x.shape[-2]
         # trunc like torchvision's int(); the tiny epsilon keeps 149.99999... at 150
         px = torch.trunc(v * size + 1e-6).to(torch.int64) * s.to(torch.int64)
         zero = torch.zeros_like(px)
         dx, dy = (px, zero) if axis == "x" else (zero, px)
-        return _shift_index(h, w, dx, dy, dt), _shift_lost(h, w, dx, dy) if need_lost else None
-    return index
-
-
-_GEOMETRIC = {  # deterministic geometric ops: name -> (h, w, value, sign, top, dt, need_lost) -> (idx, lost)
-    "ShearX": _i_warp("ShearX"),
-    "ShearY": _i_warp("ShearY"),
-    "TranslateX": _i_translate("x"),
-    "TranslateY": _i_translate("y"),
-    "Rotate": _i_warp("Rotate"),
-}
-
-
-def _k_geometric(name):
-    index = _GEOMETRIC[name]
-
-    def k(x, v, s, m, g, fill, top, need_lost=True):
-        b, c, h, w = x.shape
-        idx, lost = index(h, w, v, s, top, _index_dtype(b * c * (h + 2) * (w + 2)), need_lost)
-        return _sample(_padded(x, 1, 1, fill), idx, x.shape), lost
+        return _shift(x, dx, dy, fill)
     return k
 
 
@@ -397,11 +361,15 @@ def _k_equalize(x, v, s, m, g, fill, top, need_lost=True):
     top_count = hist.gather(1, pixels.amax(dim=1, keepdim=True).to(torch.int64))  # last non-empty bin
     step = (n - top_count).div_(255, rounding_mode="floor")
     # lut[k] = (cum[k - 1] + step // 2) // step with lut[0] = 0, i.e. the exclusive cumsum
-    # (cum - hist) for every k; the floor division in float64 is exact for any realistic
-    # pixel count (< 2^50)
-    lut = (hist.cumsum(dim=-1) - hist).add_(step // 2).to(torch.float64)
-    lut = lut.div_(step.clamp(min=1)).floor_().clamp_(0, 255)
-    op = torch.where(step != 0, lut, _const("levels64", 0, 0, x.device))  # flat histogram: unchanged
+    # (cum - hist) for every k. The floor of the float quotient is exact: quotients are at most
+    # ~256 and at least 1/step from the next integer, which float32 resolves while n < 2^24
+    # (float64 beyond).
+    ftype = torch.float32 if n < 2**24 else torch.float64
+    lut = (hist.cumsum(dim=-1) - hist).add_(step // 2).to(ftype)
+    lut = lut.div_(step.clamp(min=1).to(ftype)).floor_().clamp_(0, 255)
+    # a flat histogram (step 0) leaves the channel unchanged; arithmetic select (`where` is slow)
+    keep = (step != 0).to(ftype)
+    op = lut.mul_(keep).add_(_const("levels32", 0, 0, x.device).to(ftype) * (1 - keep))
     lut = _blend_lut(op.view(b, c, 256), m)
     return lut.view(-1).index_select(0, flat.view(-1)).view(x.shape), None
 
@@ -509,7 +477,7 @@ def _k_padcrop(x, v, s, m, g, fill, top, need_lost=True):
 
     dx = offsets(w)
     dy = offsets(h)
-    return _shift_padded(x, dx, dy, fill, round(top * w), round(top * h))
+    return _shift(x, dx, dy, fill)
 
 
 def _k_softcrop(x, v, s, m, g, fill, top, need_lost=True):
@@ -534,11 +502,11 @@ _RANDOM = {"Cutout", "SamplePairing", "PadCrop", "SoftCrop"}  # kernels that dra
 
 _KERNELS = {
     "Identity": _k_identity,
-    "ShearX": _k_geometric("ShearX"),
-    "ShearY": _k_geometric("ShearY"),
-    "TranslateX": _k_geometric("TranslateX"),
-    "TranslateY": _k_geometric("TranslateY"),
-    "Rotate": _k_geometric("Rotate"),
+    "ShearX": _k_warp("ShearX"),
+    "ShearY": _k_warp("ShearY"),
+    "TranslateX": _k_translate("x"),
+    "TranslateY": _k_translate("y"),
+    "Rotate": _k_warp("Rotate"),
     "AutoContrast": _k_autocontrast,
     "Invert": _k_invert,
     "Equalize": _k_equalize,
@@ -628,40 +596,22 @@ def _run(name, images, magnitude, sign, wide, generator, fill, need_lost):
     return out, lost.to(torch.float32)
 
 
-def _run_geometric(names, counts, images, magnitude, sign, wide, fill, need_lost):
-    """Several deterministic geometric ops (keys of _GEOMETRIC) with one lookup: images come
-    grouped by op, ``counts[i]`` images running ``names[i]``. Returns (images, [lost or None])."""
+def _run_warps(names, counts, images, magnitude, sign, wide, fill, need_lost):
+    """Several warps (keys of _THETA) with one sampling grid and one lookup: images come grouped
+    by op, ``counts[i]`` images running ``names[i]``. Returns (images, [lost or None])."""
     _check_images(images)
     b, c, h, w = images.shape
-    fill_t = _fill_tensor(fill, images)
-    dt = _index_dtype(b * c * (h + 2) * (w + 2))
-    idxs, losts, thetas, lo = [], [], [], 0
-
-    def flush():  # consecutive warps share one sampling grid
-        if thetas:
-            idx, _ = _warp_index(h, w, torch.cat([t for t, _ in thetas]), dt, False)
-            idxs.append(idx)
-            a = 0
-            for t, want in thetas:
-                losts.append(_frame_lost(h, w, idx[a:a + t.shape[0]]) if want else None)
-                a += t.shape[0]
-            thetas.clear()
-
-    for name, count, want in zip(names, counts, need_lost):
+    thetas, lo = [], 0
+    for name, count in zip(names, counts):
         op, hi = _get_op(name), lo + count
-        v, sg = op.value(magnitude[lo:hi], wide), sign[lo:hi]
-        if op.name in _THETA:
-            thetas.append((_THETA[op.name](h, w, v, sg), want))
-        else:
-            flush()
-            idx, lost = _GEOMETRIC[op.name](h, w, v, sg, op.value(1.0, wide), dt, want)
-            idxs.append(idx)
-            losts.append(lost)
+        thetas.append(_THETA[op.name](h, w, op.value(magnitude[lo:hi], wide), sign[lo:hi]))
         lo = hi
-    flush()
-    losts = [None if lost is None else lost.to(torch.float32) for lost in losts]
-    idx = torch.cat(idxs) if len(idxs) > 1 else idxs[0]
-    return _sample(_padded(images, 1, 1, fill_t), idx, images.shape), losts
+    idx, _ = _warp_index(h, w, torch.cat(thetas), _index_dtype(b * c * (h + 2) * (w + 2)), False)
+    losts, lo = [], 0
+    for count, want in zip(counts, need_lost):
+        losts.append(_frame_lost(h, w, idx[lo:lo + count]).to(torch.float32) if want else None)
+        lo += count
+    return _sample(images, idx, _fill_tensor(fill, images)), losts
 
 
 def apply_op(name, images, magnitude, sign=+1, *, wide=False, generator=None, fill=128):

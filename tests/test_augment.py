@@ -117,3 +117,13 @@ def test_cutmix_pastes_a_box_and_uses_the_kept_area():
     assert t[0, 1].item() == pytest.approx(pasted / 64)
     with pytest.raises(AutosoftError, match="allowed: mixup, cutmix"):
         mix_batch(images, rows, torch.ones(2), kind="blend", lam=0.5)
+
+
+def test_keep_freed_memory_sets_glibc_thresholds_or_declines(monkeypatch):
+    import platform
+
+    from autosoft.augment import keep_freed_memory
+    expected = platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory.__wrapped__() is expected
+    monkeypatch.setenv("AUTOSOFT_KEEP_FREED_MEMORY", "0")
+    assert keep_freed_memory.__wrapped__() is False
