@@ -220,22 +220,25 @@ def _shift_lost(h: int, w: int, dx: torch.Tensor, dy: torch.Tensor) -> torch.Ten
     return 1.0 - ((w - dx.abs()) * (h - dy.abs())).to(torch.float64) / (h * w)
 
 
-def _shift(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, fill: torch.Tensor):
+def _shift(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, fill: torch.Tensor, max_dx: int | None = None):
     """Shift each image by integer (dx, dy) px (content moves right/down), fill the rest.
 
     Exact (no interpolation), and a copy of whole rows rather than a gather of pixels (several
-    times faster): the images sit in a canvas with one fill row above and below and W fill
+    times faster): the images sit in a canvas with one fill row above and below and S fill
     columns on either side, and every output row is the W-pixel window of the canvas that
-    starts in its source row (or a fill row), W - dx columns in. Returns (images, lost).
+    starts in its source row (or a fill row), S - dx columns in. S = W covers any shift;
+    a smaller known bound ``max_dx`` on |dx| keeps the canvas small. Returns (images, lost).
     """
     b, c, h, w = images.shape
     dev = images.device
-    dx, dy = dx.clamp(-w, w), dy.clamp(-h, h)
-    canvas = fill.expand(b, c, h + 2, 3 * w).clone()
-    canvas[:, :, 1:h + 1, w:2 * w] = images
+    side = w if max_dx is None else min(max_dx, w)
+    dx, dy = dx.clamp(-side, side), dy.clamp(-h, h)
+    width = w + 2 * side
+    canvas = fill.expand(b, c, h + 2, width).clone()
+    canvas[:, :, 1:h + 1, side:side + w] = images
     src_row = (_const("ys", h, w, dev) - dy.view(b, 1)).clamp_(-1, h).add_(1)  # (B, H) canvas rows
     plane = torch.arange(0, b * c * (h + 2), h + 2, device=dev).view(b, c, 1)
-    start = (plane + src_row.view(b, 1, h)).mul_(3 * w).add_((w - dx).view(b, 1, 1))  # (B, C, H)
+    start = (plane + src_row.view(b, 1, h)).mul_(width).add_((side - dx).view(b, 1, 1))  # (B, C, H)
     windows = canvas.view(-1).as_strided((canvas.numel() - w + 1, w), (1, 1))  # one per offset
     return windows.index_select(0, start.view(-1)).view(images.shape), _shift_lost(h, w, dx, dy)
 
@@ -316,7 +319,7 @@ def _k_translate(axis):
         px = torch.trunc(v * size + 1e-6).to(torch.int64) * s.to(torch.int64)
         zero = torch.zeros_like(px)
         dx, dy = (px, zero) if axis == "x" else (zero, px)
-        return _shift(x, dx, dy, fill)
+        return _shift(x, dx, dy, fill, max_dx=int(top * x.shape[-1] + 1e-6) if axis == "x" else 0)
     return k
 
 
@@ -477,7 +480,7 @@ def _k_padcrop(x, v, s, m, g, fill, top, need_lost=True):
 
     dx = offsets(w)
     dy = offsets(h)
-    return _shift(x, dx, dy, fill)
+    return _shift(x, dx, dy, fill, max_dx=round(top * w))
 
 
 def _k_softcrop(x, v, s, m, g, fill, top, need_lost=True):
