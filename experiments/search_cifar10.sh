@@ -2,9 +2,9 @@
 # Budget-200 policy search on CIFAR-10 with the CPU proxy, then the comparison table.
 #
 # Three policies from the same space and budget, retrained with the baseline tables'
-# schedules and seeds 0 1 2: the width-16 regime the searches' proxy uses
-# (experiments/configs/cifar10_cpu.json) and the less capacity-bound width-32 regime
-# (experiments/configs/cifar10_cpu_w32.json, the README's main table):
+# schedules: the width-16 regime the searches' proxy uses (experiments/configs/cifar10_cpu.json,
+# seeds 0-2) and the less capacity-bound width-32 regime (experiments/configs/cifar10_cpu_w32.json,
+# seeds 0-4, the README's main table):
 #   searched   joint search: augmentation + soft-target curve (autoaugment+soft)
 #   hard       the same space minus the soft-target part (autoaugment), same budget
 #   random     one policy drawn uniformly from autoaugment+soft: does the search beat chance?
@@ -46,7 +46,7 @@ search "$RESULTS/search-hard" autoaugment
 "$PY" "${TABLE[@]}" "searched=$RESULTS/search-joint/policy.json" "random=$RESULTS/random-policy.json" \
   "searched-hard=$RESULTS/search-hard/policy.json"
 "$PY" experiments/table.py --config experiments/configs/cifar10_cpu_w32.json \
-  --results experiments/results/cifar10_cpu_w32 --seeds 0 1 2 \
+  --results experiments/results/cifar10_cpu_w32 --seeds 0 1 2 3 4 \
   --policy baseline autoaugment-cifar10 randaugment trivialaugment softaug \
   "searched=$RESULTS/search-joint/policy.json" "random=$RESULTS/random-policy.json" \
   "searched-hard=$RESULTS/search-hard/policy.json"
