@@ -205,7 +205,7 @@ class PolicyAugment(torch.nn.Module):
             else:
                 parts = ops
                 result, losts = _run_warps([op for op, _ in parts], [c for _, c in parts], piece, m, sg,
-                                               wide, self.fill, [need_lost[op] for op, _ in parts])
+                                           wide, self.fill, [need_lost[op] for op, _ in parts])
             dst.index_copy_(0, idx, result.reshape(size, -1).view(dst.dtype))
             lo = 0
             for (op, c), lost in zip(parts, losts):

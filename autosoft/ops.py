@@ -199,9 +199,7 @@ def _const(kind: str, h: int, w: int, device: torch.device) -> torch.Tensor:
         return torch.tensor([[1.0, 0, 0, 0, 1, 0], [0, 0, 0, 1, 0, 0.5 * w]], dtype=torch.float64, device=device)
     if kind == "rotate":  # cos * [1, 0, 0; 0, 1, 0] + sin * [0, 1, 0; -1, 0, 0]
         return torch.tensor([[1.0, 0, 0, 0, 1, 0], [0, 1, 0, -1, 0, 0]], dtype=torch.float64, device=device)
-    if kind == "xs":  # pixel columns / rows, int64 (1, W) / (1, H)
-        return torch.arange(w, device=device).view(1, w)
-    if kind == "ys":
+    if kind == "ys":  # pixel rows, int64 (1, H)
         return torch.arange(h, device=device).view(1, h)
     if kind == "levels32":  # 0..255 as float32
         return torch.arange(256, dtype=torch.float32, device=device)
@@ -243,14 +241,14 @@ def _shift(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, fill: torch
     return windows.index_select(0, start.view(-1)).view(images.shape), _shift_lost(h, w, dx, dy)
 
 
-def _warp_index(h: int, w: int, theta: torch.Tensor, dt, need_lost: bool):
+def _warp_index(h: int, w: int, theta: torch.Tensor) -> torch.Tensor:
     """Framed source index (B, 1, H*W) of a nearest-neighbour warp by inverse affine matrices (B, 6).
 
     The sampling grid is built exactly as torchvision's ``_affine_grid`` (same
     float32 ops, batched), and the nearest source pixel is picked with the same
     arithmetic as ``grid_sample(mode="nearest", align_corners=False)``:
     ``round_half_even((g + 1) * size/2 - 0.5)``; one integer lookup then replaces
-    ``grid_sample`` on floats. ``lost`` = share of samples that land on the frame.
+    ``grid_sample`` on floats.
     """
     b, dev = theta.shape[0], theta.device
     half = _const("half", h, w, dev)
@@ -267,9 +265,8 @@ def _warp_index(h: int, w: int, theta: torch.Tensor, dt, need_lost: bool):
     else:
         ixy[:, 0].clamp_(-1, w)
         ixy[:, 1].clamp_(-1, h)
-    ixy = ixy.to(dt)
-    idx = torch.add(ixy[:, 0], ixy[:, 1], alpha=w + 2).add_(w + 3).view(b, 1, h * w)
-    return idx, _frame_lost(h, w, idx) if need_lost else None
+    ixy = ixy.to(_index_dtype((h + 2) * (w + 2)))  # positions within one framed image
+    return torch.add(ixy[:, 0], ixy[:, 1], alpha=w + 2).add_(w + 3).view(b, 1, h * w)
 
 
 def _frame_lost(h: int, w: int, idx: torch.Tensor) -> torch.Tensor:
@@ -306,9 +303,9 @@ def _k_warp(name):
     theta = _THETA[name]
 
     def k(x, v, s, m, g, fill, top, need_lost=True):
-        b, c, h, w = x.shape
-        idx, lost = _warp_index(h, w, theta(h, w, v, s), _index_dtype(b * c * (h + 2) * (w + 2)), need_lost)
-        return _sample(x, idx, fill), lost
+        h, w = x.shape[-2:]
+        idx = _warp_index(h, w, theta(h, w, v, s))
+        return _sample(x, idx, fill), _frame_lost(h, w, idx) if need_lost else None
     return k
 
 
@@ -319,7 +316,7 @@ def _k_translate(axis):
         px = torch.trunc(v * size + 1e-6).to(torch.int64) * s.to(torch.int64)
         zero = torch.zeros_like(px)
         dx, dy = (px, zero) if axis == "x" else (zero, px)
-        return _shift(x, dx, dy, fill, max_dx=int(top * x.shape[-1] + 1e-6) if axis == "x" else 0)
+        return _shift(x, dx, dy, fill, max_dx=int(top * size + 1e-6) if axis == "x" else 0)
     return k
 
 
@@ -603,13 +600,13 @@ def _run_warps(names, counts, images, magnitude, sign, wide, fill, need_lost):
     """Several warps (keys of _THETA) with one sampling grid and one lookup: images come grouped
     by op, ``counts[i]`` images running ``names[i]``. Returns (images, [lost or None])."""
     _check_images(images)
-    b, c, h, w = images.shape
+    h, w = images.shape[-2:]
     thetas, lo = [], 0
     for name, count in zip(names, counts):
         op, hi = _get_op(name), lo + count
         thetas.append(_THETA[op.name](h, w, op.value(magnitude[lo:hi], wide), sign[lo:hi]))
         lo = hi
-    idx, _ = _warp_index(h, w, torch.cat(thetas), _index_dtype(b * c * (h + 2) * (w + 2)), False)
+    idx = _warp_index(h, w, torch.cat(thetas))
     losts, lo = [], 0
     for count, want in zip(counts, need_lost):
         losts.append(_frame_lost(h, w, idx[lo:lo + count]).to(torch.float32) if want else None)
