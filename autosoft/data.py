@@ -9,6 +9,7 @@ copy of a set works; the md5 check is kept for archives we download ourselves.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 from dataclasses import dataclass
@@ -107,6 +108,14 @@ class Dataset:
         if idx.dtype != torch.bool:
             idx = idx.long()
         return Dataset(self.name, self.images[idx].contiguous(), self.labels[idx], self.classes)
+
+    def pixels_sha256(self) -> str:
+        """SHA-256 of the images' bytes (N, C, H, W uint8, C-contiguous).
+
+        For CIFAR this equals the hash of the standard layout's `data` rows, so a result can
+        say which copy of a test split it was measured on (the offline copy's manifest lists it).
+        """
+        return hashlib.sha256(self.images.cpu().contiguous().numpy().tobytes()).hexdigest()
 
     def __repr__(self) -> str:
         n, c, h, w = self.images.shape

@@ -384,6 +384,7 @@ def train(config: TrainConfig, policy: Policy | str, *, run_dir: str | Path | No
                                val_labels=data.val.labels if data.val is not None else None, seed=config.seed)
         reliability = test_report.pop("reliability")
         final.update(test_report)
+        final["test_pixels_sha256"] = data.test.pixels_sha256()  # which copy of the test split
     if run:
         torch.save(model.state_dict(), run.path / "model.pt")
         write_plots(run.path, history, reliability)
@@ -434,5 +435,6 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | None = None, device: st
     report = evaluate(predict, data.test.images, data.test.labels, val_logits=val_logits,
                       val_labels=data.val.labels if data.val is not None else None, seed=config.seed)
     write_plots(run.path, [], report.pop("reliability"))
+    report["test_pixels_sha256"] = data.test.pixels_sha256()
     _atomic_write(run.path / "eval.json", json.dumps(report, indent=2) + "\n")
     return report

@@ -13,7 +13,6 @@ ratios are side by side.
 """
 
 import argparse
-import os
 import pickle
 import platform
 import time
@@ -26,6 +25,7 @@ from torchvision.transforms import v2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from autosoft.augment import PolicyAugment, keep_freed_memory  # noqa: E402
+from autosoft.data import data_root  # noqa: E402
 from autosoft.policy import Policy  # noqa: E402
 
 # TrivialAugment without the crop/flip base, to match torchvision's TrivialAugmentWide alone.
@@ -65,7 +65,7 @@ def timed(fn, repeats):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default=os.environ.get("AUTOSOFT_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
+    p.add_argument("--data-dir", default=str(data_root()), help="data root (default: $AUTOSOFT_DATA, else ~/.cache/autosoft/data)")
     p.add_argument("-n", type=int, default=10_000, help="number of images")
     p.add_argument("--batch-size", type=int, nargs="+", default=[256, 512, 2048, 10_000])
     p.add_argument("--repeats", type=int, default=3, help="timed runs per side; best is reported")

@@ -14,7 +14,6 @@ Prints images/s for each and the ratios ta+soft / none (target >= 0.9) and none 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -60,8 +59,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=10_000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--data-dir", default=os.environ.get("AUTOSOFT_DATA",
-                                                         str(Path(__file__).resolve().parents[2] / "shared" / "data")))
+    ap.add_argument("--data-dir", default=None, help="data root (default: $AUTOSOFT_DATA, else ~/.cache/autosoft/data)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     config = TrainConfig(model="proxy", model_kwargs={"width": args.width}, epochs=3, batch_size=args.batch_size,

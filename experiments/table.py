@@ -24,6 +24,15 @@ from autosoft.errors import AutosoftError
 from autosoft.policy import load_policy
 from autosoft.train import TrainConfig, train
 
+# Test splits known by their pixels' SHA-256 (Dataset.pixels_sha256, recorded in final.json).
+# Runs recorded before that field existed were all measured on an old offline CIFAR-10 copy
+# whose test split was 90% JPEG-decoded: they are marked, never mixed silently with new ones.
+KNOWN_TEST_SPLITS = {
+    "177777c33ba79825320efa646ad04a94bdc3c80e4ebe3bd21724f8cdfd4b9d56": "the exact CIFAR-10 test split",
+    "83c56492b2c11211ad1bb2dbd4f2eef4170a0441e41a41f3039c3144b1f5a511": "the exact CIFAR-100 test split",
+}
+OLD_COPY = "the OLD JPEG-degraded CIFAR-10 test copy (not comparable with the exact split)"
+
 COLUMNS = [("top1", "top-1"), ("ece", "ECE"), ("ece_ts", "ECE (T-scaled)"), ("nll", "NLL"),
            ("occlusion_acc@0.25", "occl. 25%"), ("occlusion_acc@0.5", "occl. 50%"),
            ("shift_acc@4px", "shift 4px"), ("shift_acc@8px", "shift 8px")]
@@ -70,6 +79,13 @@ def _fmt(values: list[float]) -> str:
     return f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
+def test_split_of(finals: list[dict]) -> str:
+    """In words, which test split these runs were measured on."""
+    names = {KNOWN_TEST_SPLITS.get(f.get("test_pixels_sha256"), f"an unknown test split ({f.get('test_pixels_sha256')})")
+             if "test_pixels_sha256" in f else OLD_COPY for f in finals}
+    return " and ".join(sorted(names)) or "-"
+
+
 def write_table(rows: dict[str, list[dict]], results: Path, config: TrainConfig) -> str:
     header = "| policy | runs | " + " | ".join(label for _, label in COLUMNS) + " | train s/run |"
     lines = [header, "|" + "---|" * (len(COLUMNS) + 3)]
@@ -78,7 +94,8 @@ def write_table(rows: dict[str, list[dict]], results: Path, config: TrainConfig)
         secs = f"{statistics.fmean(f['train_time_s'] for f in finals):.0f}" if finals else "-"
         lines.append(f"| {name} | {len(finals)} | " + " | ".join(cells) + f" | {secs} |")
     text = "\n".join(lines)
-    note = (f"\nAll numbers in % (mean ± std over seeds). CIFAR-10 test split; ECE with 15 equal-width bins; "
+    split = test_split_of([f for finals in rows.values() for f in finals])
+    note = (f"\nAll numbers in % (mean ± std over seeds), measured on {split}; ECE with 15 equal-width bins; "
             f"temperature fitted on a {config.val_size}-image validation split held out of train.\n"
             f"Config: {json.dumps(config.to_dict())}\n")
     (results / "table.md").write_text(text + "\n" + note)

@@ -1,6 +1,5 @@
 """Data loading on tiny fixtures written in the exact on-disk formats, plus the real offline CIFAR-10."""
 
-import os
 import pickle
 from pathlib import Path
 
@@ -11,9 +10,6 @@ import torch
 from autosoft.data import (DATASET_NAMES, Dataset, channel_mean_std, load_dataset, stratified_subset,
                            train_val_split)
 from autosoft.errors import AutosoftError
-
-REAL_ROOT = Path(os.environ.get("AUTOSOFT_DATA") or "/work/shared/data")
-
 
 # ----------------------------------------------------------------------------- fixture writers
 
@@ -297,15 +293,63 @@ def test_unknown_name_and_split():
         load_dataset("cifar10", "val")
 
 
-# ----------------------------------------------------------------------------- real offline CIFAR-10
+# ----------------------------------------------------------------------------- the real offline data sets
 
-@pytest.mark.skipif(not (REAL_ROOT / "cifar-10-batches-py" / "data_batch_1").is_file(),
-                    reason="offline CIFAR-10 not present")
-def test_real_cifar10():
-    train = load_dataset("cifar10", "train", data_dir=REAL_ROOT, strict=True)
-    test = load_dataset("cifar10", "test", data_dir=REAL_ROOT, strict=True)
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+# The official CIFAR-100 order (meta's fine_label_names / coarse_label_names), spot-checked.
+CIFAR100_FINE = {0: "apple", 1: "aquarium_fish", 19: "cattle", 50: "mouse", 99: "worm"}
+CIFAR100_COARSE = {0: "aquatic_mammals", 1: "fish", 7: "insects", 14: "people", 19: "vehicles_2"}
+
+
+def test_real_cifar10(real_cifar10):
+    train = load_dataset("cifar10", "train", data_dir=real_cifar10, strict=True)
+    test = load_dataset("cifar10", "test", data_dir=real_cifar10, strict=True)
     assert len(train) == 50000 and len(test) == 10000
+    assert train.classes == CIFAR10_CLASSES and test.classes == CIFAR10_CLASSES
     assert torch.bincount(train.labels).tolist() == [5000] * 10
+    assert torch.bincount(test.labels).tolist() == [1000] * 10
     mean, std = channel_mean_std(train, measure=True)
     assert mean == pytest.approx((0.4914, 0.4822, 0.4465), abs=1e-3)
     assert std == pytest.approx((0.2470, 0.2435, 0.2616), abs=1e-3)
+    # The exact test split: its first image (a cat) has these official first pixels (R plane).
+    assert test.labels[:5].tolist() == [3, 8, 8, 0, 6]
+    assert test.images[0, 0, 0, :4].tolist() == [158, 159, 165, 166]
+    assert test.pixels_sha256() == "177777c33ba79825320efa646ad04a94bdc3c80e4ebe3bd21724f8cdfd4b9d56"
+
+
+def test_real_cifar100_fine_and_coarse(real_cifar100):
+    for split, n in (("train", 50000), ("test", 10000)):
+        fine = load_dataset("cifar100", split, data_dir=real_cifar100, strict=True)
+        coarse = load_dataset("cifar100-coarse", split, data_dir=real_cifar100, strict=True)
+        assert len(fine) == n and fine.images.shape == (n, 3, 32, 32) and fine.num_classes == 100
+        assert fine.labels.min() == 0 and fine.labels.max() == 99
+        assert torch.bincount(fine.labels).tolist() == [n // 100] * 100
+        assert len(coarse) == n and coarse.num_classes == 20 and torch.equal(coarse.images, fine.images)
+        assert torch.bincount(coarse.labels).tolist() == [n // 20] * 20
+        # Every fine class lies in exactly one super-class (5 fine classes each).
+        pairs = torch.unique(fine.labels * 20 + coarse.labels)
+        assert len(pairs) == 100 and torch.bincount(pairs % 20).tolist() == [5] * 20
+    assert all(fine.classes[i] == name for i, name in CIFAR100_FINE.items())
+    assert all(coarse.classes[i] == name for i, name in CIFAR100_COARSE.items())
+    # First test image: a mountain (large natural outdoor scenes); first train image: cattle.
+    assert fine.classes[int(fine.labels[0])] == "mountain"
+    assert coarse.classes[int(coarse.labels[0])] == "large_natural_outdoor_scenes"
+    train = load_dataset("cifar100", "train", data_dir=real_cifar100)
+    assert train.classes[int(train.labels[0])] == "cattle"
+    mean, std = channel_mean_std(train, measure=True)
+    assert mean == pytest.approx(channel_mean_std("cifar100")[0], abs=1e-3)
+    assert std == pytest.approx(channel_mean_std("cifar100")[1], abs=1e-3)
+    assert mean == pytest.approx((0.5071, 0.4865, 0.4409), abs=1e-3)
+    test = load_dataset("cifar100", "test", data_dir=real_cifar100)
+    assert test.pixels_sha256() == "83c56492b2c11211ad1bb2dbd4f2eef4170a0441e41a41f3039c3144b1f5a511"
+
+
+def test_small_cuts_are_real_prefixes(small_cifar10, small_cifar100, real_cifar10, real_cifar100):
+    for name, small, real, n in (("cifar10", small_cifar10, real_cifar10, 300),
+                                 ("cifar100", small_cifar100, real_cifar100, 300),
+                                 ("cifar100-coarse", small_cifar100, real_cifar100, 300)):
+        cut = load_dataset(name, "test", data_dir=small)
+        full = load_dataset(name, "test", data_dir=real)
+        assert len(cut) == n and cut.classes == full.classes
+        assert torch.equal(cut.images, full.images[:n]) and torch.equal(cut.labels, full.labels[:n])
+    assert len(load_dataset("cifar100", "train", data_dir=small_cifar100)) == 1000

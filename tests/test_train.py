@@ -5,6 +5,7 @@ import sys
 import pytest
 import torch
 
+from autosoft.data import load_dataset
 from autosoft.errors import AutosoftError
 from autosoft.train import TrainConfig, TrainingDiverged, lr_factor, train
 
@@ -148,3 +149,24 @@ def test_cli_bad_input_is_one_line_exit_2(small_cifar10, tmp_path, args, message
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert message in r.stderr
+
+
+@pytest.mark.parametrize("dataset, num_classes", [("cifar100", 100), ("cifar100-coarse", 20)])
+def test_cli_trains_on_real_cifar100(small_cifar100, tmp_path, dataset, num_classes):
+    out = tmp_path / dataset
+    r = _cli("train", "--dataset", dataset, "--policy", "softaug", "--out", str(out), "--width", "8",
+             "--epochs", "2", "--batch-size", "100", "--val-size", "200", "--threads", "2", "--quiet",
+             env_root=small_cifar100)
+    assert r.returncode == 0, r.stderr
+    final = json.loads((out / "final.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["dataset"] == dataset
+    assert final["train_images"] == 800 and final["n"] == 300  # 1,000 train less 200 val; 300 test
+    # softaug's floor is chance: 1/C of the data set actually loaded.
+    policy = json.loads((out / "policy.json").read_text())
+    assert policy["soft_targets"]["p_min"] is None
+    assert 0.0 <= final["top1"] <= 1.0 and final["ece"] is not None
+    assert final["test_pixels_sha256"] == load_dataset(dataset, "test", data_dir=small_cifar100).pixels_sha256()
+    state = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+    head = [v for k, v in state.items() if v.dim() == 2][-1]  # the last linear layer
+    assert head.shape[0] == num_classes

@@ -1,0 +1,201 @@
+"""Proxy fidelity: does a cheap proxy rank policies the way the target regime does?
+
+A fixed panel of policies (the built-ins, the three policies of the old main table and 8
+random draws from the joint space) is trained under the target regime and under each
+candidate proxy, 2 seeds each. Per proxy it reports the Spearman rank correlation between
+the proxy's score (accuracy on a validation split held out of train) and the target's score
+(top-1 on the exact test split), and the cost per run relative to the target, both as
+measured training seconds and as nominal compute (images seen x the model's cost per image).
+
+    python experiments/proxy_fidelity.py                 # run what is missing, then the table
+    python experiments/proxy_fidelity.py --table-only    # rebuild fidelity.md from finished runs
+
+Every run is an `autosoft train` run directory; a finished one is skipped and an unfinished
+one resumes, so the study completes across sessions. The target runs are the main table's
+runs (same config, same folder naming as experiments/table.py), so they are shared with it.
+Order is seed-major, target first: a partial study already ranks every policy at seed 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+from autosoft.errors import AutosoftError  # noqa: E402
+from autosoft.policy import BUILTIN_POLICIES, load_policy  # noqa: E402
+from autosoft.train import TrainConfig, train  # noqa: E402
+
+TARGET_CONFIG = ROOT / "experiments/configs/cifar10_cpu_w32.json"
+TARGET_RESULTS = ROOT / "experiments/results/cifar10_w32_exact"
+RESULTS = ROOT / "experiments/results/proxy_fidelity"
+OLD_TABLE = ROOT / "experiments/results/search_cifar10"
+JOINT_SPACE = "autoaugment+soft"
+N_RANDOM = 8
+RANDOM_SEED = 100  # the random draws of the panel (the table's `random` policy is seed 0)
+
+# Candidate proxies: overrides of the target config. A proxy validates on 5,000 held-out
+# train images (std error ~0.65 points at 70%), so its noise is well below the gaps it ranks.
+PROXIES: dict[str, dict] = {
+    # the search's CPU preset before this study: width 16, 15 epochs, 1,000 validation images
+    "preset-cpu": {"model_kwargs": {"width": 16}, "epochs": 15, "warmup_epochs": 1, "val_size": 1000},
+    # the target's model and data, a complete schedule compressed 4x
+    "w32-e10": {"epochs": 10, "warmup_epochs": 1, "val_size": 5000},
+    # the target's model, half the data, half the epochs
+    "w32-e20-n2500": {"epochs": 20, "warmup_epochs": 1, "train_size": 2500, "val_size": 5000},
+    # a narrower model for the target's data, half the epochs
+    "w16-e20": {"model_kwargs": {"width": 16}, "epochs": 20, "warmup_epochs": 1, "val_size": 5000},
+}
+# Forward+backward cost per 32x32 image relative to width 32 (proxy net FLOPs scale ~ width^2).
+WIDTH_COST = {16: 0.25, 32: 1.0}
+
+
+def panel() -> dict[str, str]:
+    """{name: policy source}: built-ins, the old table's three policies, random draws (saved once)."""
+    from autosoft.search import sample_policies
+    out = {name: name for name in BUILTIN_POLICIES}
+    out.update({"searched": str(OLD_TABLE / "search-joint/policy.json"),
+                "searched-hard": str(OLD_TABLE / "search-hard/policy.json"),
+                "random": str(OLD_TABLE / "random-policy.json")})
+    draws = RESULTS / "random-draws"
+    if not all((draws / f"draw{i}.json").exists() for i in range(N_RANDOM)):
+        draws.mkdir(parents=True, exist_ok=True)
+        for i, policy in enumerate(sample_policies(JOINT_SPACE, N_RANDOM, seed=RANDOM_SEED)):
+            data = policy.to_dict()
+            data["name"] = f"draw{i}"
+            data["provenance"] = {"drawn_from": JOINT_SPACE, "seed": RANDOM_SEED, "index": i,
+                                  "sampler": "optuna RandomSampler"}
+            type(policy).from_dict(data).save(draws / f"draw{i}.json")
+    out.update({f"draw{i}": str(draws / f"draw{i}.json") for i in range(N_RANDOM)})
+    return out
+
+
+def regimes(target: TrainConfig) -> dict[str, tuple[TrainConfig, Path]]:
+    base = target.to_dict()
+    out = {"target": (target, TARGET_RESULTS)}
+    for name, overrides in PROXIES.items():
+        cfg = TrainConfig.from_dict({**base, **overrides, "eval_test": False})
+        out[name] = (cfg, RESULTS / name)
+    return out
+
+
+def run_all(policies: dict[str, str], regs: dict, seeds: list[int], only: set[str] | None) -> None:
+    for seed in seeds:
+        for regime, (config, folder) in regs.items():
+            if only and regime not in only:
+                continue
+            for name, source in policies.items():
+                run_dir = folder / f"{name}-s{seed}"
+                if (run_dir / "final.json").exists():
+                    continue
+                t0 = time.time()
+                cfg = TrainConfig.from_dict({**config.to_dict(), "seed": seed})
+                final = train(cfg, load_policy(source), run_dir=run_dir)
+                score = final.get("top1", final.get("val_acc"))
+                print(f"{regime} {name} seed {seed}: {score:.4f} ({time.time() - t0:.0f}s)", flush=True)
+
+
+def score_of(final: dict, regime: str) -> float:
+    return final["top1"] if regime == "target" else final["val_acc"]
+
+
+def nominal_cost(config: TrainConfig) -> float:
+    """Images seen in training x relative per-image cost (validation passes not counted)."""
+    width = config.model_kwargs.get("width", 16)
+    return config.epochs * (config.train_size or 0) * WIDTH_COST.get(width, (width / 32) ** 2)
+
+
+def collect(policies, regs, seeds) -> dict[str, dict[str, list[dict]]]:
+    out = {}
+    for regime, (_, folder) in regs.items():
+        out[regime] = {}
+        for name in policies:
+            finals = [{**json.loads(p.read_text()), "seed": s} for s in seeds
+                      if (p := folder / f"{name}-s{s}" / "final.json").exists()]
+            out[regime][name] = finals
+    return out
+
+
+def write_report(results: dict, regs: dict, seeds: list[int]) -> str:
+    from scipy.stats import spearmanr
+
+    target_scores = {n: statistics.fmean(score_of(f, "target") for f in fs)
+                     for n, fs in results["target"].items() if fs}
+    target_secs = [f["train_time_s"] for fs in results["target"].values() for f in fs]
+    target_nominal = nominal_cost(regs["target"][0])
+    lines = ["| regime | policies with target | runs | Spearman vs target | cost (measured s) | cost (nominal) |",
+             "|---|---|---|---|---|---|"]
+    rows_csv = []
+    for regime, per_policy in results.items():
+        means = {n: statistics.fmean(score_of(f, regime) for f in fs) for n, fs in per_policy.items() if fs}
+        common = [n for n in means if n in target_scores]
+        rho = spearmanr([means[n] for n in common], [target_scores[n] for n in common]).statistic \
+            if len(common) >= 3 else float("nan")
+        secs = [f["train_time_s"] for fs in per_policy.values() for f in fs]
+        measured = statistics.fmean(secs) / statistics.fmean(target_secs) if secs and target_secs else float("nan")
+        nominal = nominal_cost(regs[regime][0]) / target_nominal
+        runs = sum(len(fs) for fs in per_policy.values())
+        lines.append(f"| {regime} | {len(common)} | {runs} | {rho:.2f} | {measured:.2f} | {nominal:.2f} |")
+        for n, fs in per_policy.items():
+            for f in fs:
+                rows_csv.append({"regime": regime, "policy": n, "seed": f["seed"], "score": score_of(f, regime),
+                                 "train_time_s": f["train_time_s"]})
+    scores = ["", "Per-policy mean score (%, target: test top-1; proxies: validation accuracy):", "",
+              "| policy | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
+    for n in results["target"]:
+        cells = []
+        for regime in results:
+            fs = results[regime][n]
+            cells.append(f"{100 * statistics.fmean(score_of(f, regime) for f in fs):.2f} ({len(fs)})" if fs else "-")
+        scores.append(f"| {n} | " + " | ".join(cells) + " |")
+    configs = ["", "Regimes (overrides of the target config):", ""] + \
+              [f"- `{r}`: {json.dumps(PROXIES.get(r, {}))}" for r in results]
+    text = "\n".join(lines + scores + configs)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    header = ("# Proxy fidelity on CIFAR-10\n\nTarget: `experiments/configs/cifar10_cpu_w32.json`, scored on the exact "
+              f"test split; seeds {seeds}. Spearman over the policies that have a target score. Cost is per run, "
+              "relative to the target (measured: mean training seconds, including per-epoch validation, on a "
+              "2-core machine that may have been shared; nominal: epochs x train images x width cost).\n"
+              "Made by `python experiments/proxy_fidelity.py`.\n\n")
+    (RESULTS / "fidelity.md").write_text(header + text + "\n")
+    with open(RESULTS / "fidelity.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["regime", "policy", "seed", "score", "train_time_s"])
+        w.writeheader()
+        w.writerows(rows_csv)
+    return text
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    ap.add_argument("--only", nargs="+", help="run only these regimes (target and/or proxy names)")
+    ap.add_argument("--data-dir", help="data root (else $AUTOSOFT_DATA)")
+    ap.add_argument("--table-only", action="store_true", help="only rebuild the report from finished runs")
+    args = ap.parse_args(argv)
+    try:
+        target = TrainConfig.from_dict(json.loads(TARGET_CONFIG.read_text()))
+        if args.data_dir:
+            target.data_dir = args.data_dir
+        policies = panel()
+        regs = regimes(target)
+        unknown = set(args.only or ()) - set(regs)
+        if unknown:
+            raise AutosoftError(f"unknown regime {sorted(unknown)[0]!r}; allowed: {', '.join(regs)}")
+        if not args.table_only:
+            run_all(policies, regs, args.seeds, set(args.only or ()))
+        print(write_report(collect(policies, regs, args.seeds), regs, args.seeds))
+    except AutosoftError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
