@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 
 from autosoft.errors import AutosoftError
-from autosoft.ops import _RANDOM, _THETA, OPS, _run, _run_warps
+from autosoft.ops import OPS, run_op, run_warps
 from autosoft.policy import OpEntry, Policy, load_policy
 from autosoft.soft_targets import soft_targets
 
@@ -141,8 +141,8 @@ class PolicyAugment(torch.nn.Module):
         skip = len(op_names)
         # processing order: the warps first, then the other ops in list order
         # (ops that draw random numbers keep their relative order), skipped images last
-        warps = [k for k, name in enumerate(op_names) if name in _THETA]  # they share one grid
-        rank = warps + [k for k in range(skip) if op_names[k] not in _THETA] + [skip]
+        warps = [k for k, name in enumerate(op_names) if OPS[name].warp]  # they share one grid
+        rank = warps + [k for k in range(skip) if not OPS[op_names[k]].warp] + [skip]
         key = torch.empty(skip + 1, dtype=torch.long)
         key[rank] = torch.arange(skip + 1)
         op_key = key[torch.where(applied, op_index, skip)]
@@ -187,7 +187,7 @@ class PolicyAugment(torch.nn.Module):
             calls.append((pending, size))
         for name, c in zip(names[ng:] + [None], counts[ng:]):
             ops = None if name is None or name == "Identity" else name
-            step = c if name in _RANDOM else _CHUNK
+            step = c if name is not None and OPS[name].random else _CHUNK
             while c:
                 take = min(c, step)
                 calls.append((ops, take))
@@ -200,12 +200,13 @@ class PolicyAugment(torch.nn.Module):
                 continue
             piece = src.index_select(0, idx).view(torch.uint8).view(size, *shape)
             if isinstance(ops, str):
-                result, lost = _run(ops, piece, m, sg, wide, generator, self.fill, need_lost[ops])
+                result, lost = run_op(ops, piece, m, sg, wide=wide, generator=generator, fill=self.fill,
+                                      need_lost=need_lost[ops])
                 parts, losts = [(ops, size)], [lost]
             else:
                 parts = ops
-                result, losts = _run_warps([op for op, _ in parts], [c for _, c in parts], piece, m, sg,
-                                           wide, self.fill, [need_lost[op] for op, _ in parts])
+                result, losts = run_warps(parts, piece, m, sg, wide=wide, fill=self.fill,
+                                          need_lost=[need_lost[op] for op, _ in parts])
             dst.index_copy_(0, idx, result.reshape(size, -1).view(dst.dtype))
             lo = 0
             for (op, c), lost in zip(parts, losts):
