@@ -18,10 +18,6 @@ curve turns the result into `(B, C)` target rows.
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import os
-import platform
 from typing import NamedTuple
 
 import torch
@@ -181,28 +177,6 @@ def execute_plan(plan: StepPlan, images: torch.Tensor, *, generator: torch.Gener
     return out, survive
 
 
-@functools.cache
-def keep_freed_memory() -> bool:
-    """Fix glibc's malloc thresholds so that freed tensor memory is reused, not returned to the OS.
-
-    By default glibc adapts its mmap threshold to the sizes freed so far; depending on that
-    history, a process either reuses the augmentation temporaries' memory or maps and
-    page-faults it afresh on every batch, which halves the engine's speed (measured: about
-    150k vs 250k CIFAR images/s, varying from one process to the next). Fixed thresholds pick
-    the fast state every time: blocks up to 32 MiB come from the heap, and up to 128 MiB of
-    freed heap is kept. Called once per process by PolicyAugment; AUTOSOFT_KEEP_FREED_MEMORY=0
-    leaves malloc alone. Returns whether the thresholds were set (glibc only).
-    """
-    if os.environ.get("AUTOSOFT_KEEP_FREED_MEMORY", "1") == "0" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
-    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 128 << 20))
-
-
 class PolicyAugment(torch.nn.Module):
     """A policy as a module: ``(uint8 images, int labels) -> AugmentedBatch``.
 
@@ -210,8 +184,9 @@ class PolicyAugment(torch.nn.Module):
     AutoAugment: ``images, targets, weights, _ = augment(images, labels)`` then
     ``autosoft.soft_target_cross_entropy(model(x), targets, weights)``.
     `strength` scales every magnitude (the trainer lowers it for the last
-    epochs, as in the Soft Augmentation recipe). Building one fixes the process's
-    malloc thresholds for speed (see `keep_freed_memory`).
+    epochs, as in the Soft Augmentation recipe). For its full speed, call
+    `autosoft.process.keep_freed_memory()` once where the process starts (the trainer
+    and the CLI do).
     """
 
     def __init__(self, policy: Policy | str, num_classes: int, *, fill: int = 128, strength: float = 1.0):
@@ -224,7 +199,6 @@ class PolicyAugment(torch.nn.Module):
         self.strength = strength
         st = self.policy.soft_targets
         self._sensitivity = dict(st.sensitivity) if st is not None else {}
-        keep_freed_memory()
 
     def extra_repr(self) -> str:
         return f"policy={self.policy.name or self.policy.kind}, num_classes={self.num_classes}, strength={self.strength:g}"

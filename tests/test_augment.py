@@ -121,16 +121,6 @@ def test_cutmix_pastes_a_box_and_uses_the_kept_area():
         mix_batch(images, rows, torch.ones(2), kind="blend", lam=0.5)
 
 
-def test_keep_freed_memory_sets_glibc_thresholds_or_declines(monkeypatch):
-    import platform
-
-    from autosoft.augment import keep_freed_memory
-    expected = platform.libc_ver()[0] == "glibc"
-    assert keep_freed_memory.__wrapped__() is expected
-    monkeypatch.setenv("AUTOSOFT_KEEP_FREED_MEMORY", "0")
-    assert keep_freed_memory.__wrapped__() is False
-
-
 # --- one step: plan (pure, from the draws) and execution ----------------------------------
 
 def test_plan_known_answer():
