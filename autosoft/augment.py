@@ -18,16 +18,12 @@ curve turns the result into `(B, C)` target rows.
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import os
-import platform
 from typing import NamedTuple
 
 import torch
 
 from autosoft.errors import AutosoftError
-from autosoft.ops import _RANDOM, _THETA, OPS, _run, _run_warps
+from autosoft.ops import OPS, run_op, run_warps
 from autosoft.policy import OpEntry, Policy, load_policy
 from autosoft.soft_targets import soft_targets
 
@@ -60,26 +56,125 @@ def _rows(images: torch.Tensor) -> torch.Tensor:
     return rows
 
 
-@functools.cache
-def keep_freed_memory() -> bool:
-    """Fix glibc's malloc thresholds so that freed tensor memory is reused, not returned to the OS.
+class Call(NamedTuple):
+    """One kernel call of a step: the next ``size`` images of the plan's order."""
 
-    By default glibc adapts its mmap threshold to the sizes freed so far; depending on that
-    history, a process either reuses the augmentation temporaries' memory or maps and
-    page-faults it afresh on every batch, which halves the engine's speed (measured: about
-    150k vs 250k CIFAR images/s, varying from one process to the next). Fixed thresholds pick
-    the fast state every time: blocks up to 32 MiB come from the heap, and up to 128 MiB of
-    freed heap is kept. Called once per process by PolicyAugment; AUTOSOFT_KEEP_FREED_MEMORY=0
-    leaves malloc alone. Returns whether the thresholds were set (glibc only).
+    kind: str  # "warps": one shared lookup (run_warps); "op": run_op of the one part; "pass": left unchanged
+    parts: tuple[tuple[str, int], ...]  # (op name, images) in order, summing to size; () for "pass"
+    size: int
+
+
+class StepPlan(NamedTuple):
+    """One step of a policy (each image runs at most one op), planned from its random draws.
+
+    ``order`` lists the images in processing order: the warps first (they share one
+    sampling lookup per chunk), then the other ops in the order given (so ops that
+    draw random numbers keep their relative order), the images left unchanged last.
+    ``calls`` cut that order into consecutive kernel calls.
     """
-    if os.environ.get("AUTOSOFT_KEEP_FREED_MEMORY", "1") == "0" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
-    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 128 << 20))
+
+    order: torch.Tensor      # int64 (B,): image indices, in processing order
+    magnitude: torch.Tensor  # float64 (B,): each image's magnitude in that order, strength applied, in [0, 1]
+    sign: torch.Tensor       # float64 (B,): each image's sign (+1 / -1) in that order
+    calls: tuple[Call, ...]
+    copy_input: bool         # most images pass unchanged: the output starts as a copy of the input
+
+
+def plan_step(op_names, op_index, applied, magnitude, sign, *, strength: float = 1.0,
+              chunk: int = _CHUNK) -> StepPlan:
+    """The kernel calls of one step, from its draws (CPU tensors (B,)); draws nothing itself.
+
+    Image i runs ``op_names[op_index[i]]`` at ``magnitude[i] * strength`` (clamped to [0, 1])
+    with ``sign[i]`` where ``applied[i]``. A call handles at most ``chunk`` images (bigger
+    calls amortise per-call overhead, but their temporaries outgrow the caches); warped
+    images share one lookup per chunk, spanning op groups; an op that draws random numbers
+    runs all its images in one call (one stream of draws).
+    """
+    n, skip = op_index.shape[0], len(op_names)
+    warps = [k for k, name in enumerate(op_names) if OPS[name].warp]
+    rank = warps + [k for k in range(skip) if not OPS[op_names[k]].warp] + [skip]
+    key = torch.empty(skip + 1, dtype=torch.long)
+    key[rank] = torch.arange(skip + 1)
+    op_key = key[torch.where(applied, op_index, skip)]
+    counts = torch.bincount(op_key, minlength=skip + 1).tolist()
+    order = torch.argsort(op_key, stable=True)
+    names = [op_names[k] for k in rank[:-1]]
+    passthrough = counts[skip] + sum(c for name, c in zip(names, counts) if name == "Identity")
+    calls = _warp_calls(names[:len(warps)], counts, chunk)
+    for name, c in zip(names[len(warps):] + [None], counts[len(warps):]):
+        unchanged = name is None or name == "Identity"
+        step = c if not unchanged and OPS[name].random else chunk
+        while c:
+            take = min(c, step)
+            calls.append(Call("pass", (), take) if unchanged else Call("op", ((name, take),), take))
+            c -= take
+    return StepPlan(order, (magnitude[order] * strength).clamp(0, 1).to(torch.float64),
+                    sign[order].to(torch.float64), tuple(calls), 2 * passthrough > n)
+
+
+def _warp_calls(names, counts, chunk: int) -> list[Call]:
+    """Chunks of at most ``chunk`` warped images, filled in turn by each warp's images."""
+    calls, pending, size = [], [], 0
+    for name, c in zip(names, counts):
+        while c:
+            take = min(c, chunk - size)
+            pending.append((name, take))
+            size, c = size + take, c - take
+            if size == chunk:
+                calls.append(Call("warps", tuple(pending), size))
+                pending, size = [], 0
+    if size:
+        calls.append(Call("warps", tuple(pending), size))
+    return calls
+
+
+def execute_plan(plan: StepPlan, images: torch.Tensor, *, generator: torch.Generator | None = None,
+                 wide: bool = False, fill=128, sensitivity: dict[str, float] | None = None):
+    """Run a plan's kernel calls on ``images``; returns ``(images, survive)``.
+
+    Each call's images are gathered straight from the input and its results written
+    straight into one output batch (no full-batch temporaries). ``survive`` (B,) is
+    ``1 - sensitivity[op] * raw severity`` for the images whose op has a sensitivity
+    > 0 (raw severity: the fraction lost for lossy ops, else the magnitude), 1 for
+    the others; None when no image's op has a sensitivity.
+    """
+    n, dev = images.shape[0], images.device
+    sensitivity = sensitivity or {}
+    order, magnitude, sign = plan.order, plan.magnitude, plan.sign
+    if dev.type != "cpu":
+        order, sign, magnitude = order.to(dev), sign.to(dev), magnitude.to(dev)
+    if plan.copy_input:  # mostly unchanged: one copy, then overwrite the transformed images
+        out = images.clone(memory_format=torch.contiguous_format)
+    else:
+        out = torch.empty(images.shape, dtype=images.dtype, device=dev)
+    src, dst = _rows(images), _rows(out)
+    shape = images.shape[1:]
+    survive = None
+    sizes = [call.size for call in plan.calls]
+    for call, idx, m, sg in zip(plan.calls, order.split(sizes), magnitude.split(sizes), sign.split(sizes)):
+        if call.kind == "pass":
+            if not plan.copy_input:
+                dst.index_copy_(0, idx, src.index_select(0, idx))
+            continue
+        piece = src.index_select(0, idx).view(torch.uint8).view(call.size, *shape)
+        need_lost = [OPS[op].lossy and sensitivity.get(op, 0.0) > 0 for op, _ in call.parts]
+        if call.kind == "warps":
+            result, losts = run_warps(call.parts, piece, m, sg, wide=wide, fill=fill, need_lost=need_lost)
+        else:
+            result, lost = run_op(call.parts[0][0], piece, m, sg, wide=wide, generator=generator, fill=fill,
+                                  need_lost=need_lost[0])
+            losts = [lost]
+        dst.index_copy_(0, idx, result.reshape(call.size, -1).view(dst.dtype))
+        lo = 0
+        for (op, c), lost in zip(call.parts, losts):
+            weight = sensitivity.get(op, 0.0)
+            if weight > 0:
+                raw = lost if OPS[op].lossy else m[lo:lo + c].float()
+                if survive is None:
+                    survive = torch.ones(n, device=dev)
+                survive.index_copy_(0, idx[lo:lo + c], 1.0 - weight * raw.clamp(0, 1))
+            lo += c
+    return out, survive
 
 
 class PolicyAugment(torch.nn.Module):
@@ -89,8 +184,9 @@ class PolicyAugment(torch.nn.Module):
     AutoAugment: ``images, targets, weights, _ = augment(images, labels)`` then
     ``autosoft.soft_target_cross_entropy(model(x), targets, weights)``.
     `strength` scales every magnitude (the trainer lowers it for the last
-    epochs, as in the Soft Augmentation recipe). Building one fixes the process's
-    malloc thresholds for speed (see `keep_freed_memory`).
+    epochs, as in the Soft Augmentation recipe). For its full speed, call
+    `autosoft.process.keep_freed_memory()` once where the process starts (the trainer
+    and the CLI do).
     """
 
     def __init__(self, policy: Policy | str, num_classes: int, *, fill: int = 128, strength: float = 1.0):
@@ -103,7 +199,6 @@ class PolicyAugment(torch.nn.Module):
         self.strength = strength
         st = self.policy.soft_targets
         self._sensitivity = dict(st.sensitivity) if st is not None else {}
-        keep_freed_memory()
 
     def extra_repr(self) -> str:
         return f"policy={self.policy.name or self.policy.kind}, num_classes={self.num_classes}, strength={self.strength:g}"
@@ -131,90 +226,15 @@ class PolicyAugment(torch.nn.Module):
         return AugmentedBatch(images, rows, weights, severity)
 
     def _apply_per_image(self, images, keep, op_names, op_index, magnitude, applied, generator):
-        """Image i runs op_names[op_index[i]] at magnitude[i] where applied[i] (index tensors on the CPU).
-
-        The batch is sorted once by op; each op's images are gathered straight from the
-        input and its results written straight into one output batch (no full-batch
-        temporaries). The warps (Shear, Rotate) sort first and share one batched lookup.
-        """
-        n, dev = images.shape[0], images.device
-        skip = len(op_names)
-        # processing order: the warps first, then the other ops in list order
-        # (ops that draw random numbers keep their relative order), skipped images last
-        warps = [k for k, name in enumerate(op_names) if name in _THETA]  # they share one grid
-        rank = warps + [k for k in range(skip) if op_names[k] not in _THETA] + [skip]
-        key = torch.empty(skip + 1, dtype=torch.long)
-        key[rank] = torch.arange(skip + 1)
-        op_key = key[torch.where(applied, op_index, skip)]
-        counts = torch.bincount(op_key, minlength=skip + 1).tolist()
-        if counts[skip] == n:
+        """Image i runs op_names[op_index[i]] at magnitude[i] where applied[i] (tensors on the CPU):
+        the signs are drawn, the step planned (`plan_step`) and run (`execute_plan`)."""
+        n = images.shape[0]
+        if not bool(applied.any()):
             return images, keep
-        order = torch.argsort(op_key, stable=True)
-        sign = torch.where(_uniform(n, generator) < 0.5, -1.0, 1.0)[order]
-        magnitude = (magnitude[order] * self.strength).clamp(0, 1)
-        if dev.type != "cpu":
-            order, sign, magnitude = order.to(dev), sign.to(dev), magnitude.to(dev)
-        sign, magnitude = sign.to(torch.float64), magnitude.to(torch.float64)
-        names = [op_names[k] for k in rank[:-1]]
-        passthrough = counts[skip] + sum(c for name, c in zip(names, counts) if name == "Identity")
-        if 2 * passthrough > n:  # mostly unchanged: one copy, then overwrite the transformed images
-            out = images.clone(memory_format=torch.contiguous_format)
-        else:
-            out = torch.empty(images.shape, dtype=images.dtype, device=dev)
-        src, dst = _rows(images), _rows(out)
-        shape = images.shape[1:]
-        wide = self.policy.ranges == "wide"
-        survive = None
-
-        sensitivity = {op: self._sensitivity.get(op, 0.0) for op in names}
-        need_lost = {op: OPS[op].lossy and sensitivity[op] > 0 for op in names}
-
-        # The calls of this step, in sorted order: (ops as [(name, count)] or None to pass
-        # through, images). Warped images share one lookup per chunk of at most _CHUNK
-        # images (spanning op groups); chunks keep temporaries cache-sized. Ops that draw
-        # random numbers run in one call (one stream of draws).
-        calls, ng = [], len(warps)
-        pending, size = [], 0
-        for name, c in zip(names[:ng], counts[:ng]):
-            while c:
-                take = min(c, _CHUNK - size)
-                pending.append((name, take))
-                size, c = size + take, c - take
-                if size == _CHUNK:
-                    calls.append((pending, size))
-                    pending, size = [], 0
-        if size:
-            calls.append((pending, size))
-        for name, c in zip(names[ng:] + [None], counts[ng:]):
-            ops = None if name is None or name == "Identity" else name
-            step = c if name in _RANDOM else _CHUNK
-            while c:
-                take = min(c, step)
-                calls.append((ops, take))
-                c -= take
-        sizes = [size for _, size in calls]
-        for (ops, size), idx, m, sg in zip(calls, order.split(sizes), magnitude.split(sizes), sign.split(sizes)):
-            if ops is None:
-                if 2 * passthrough <= n:
-                    dst.index_copy_(0, idx, src.index_select(0, idx))
-                continue
-            piece = src.index_select(0, idx).view(torch.uint8).view(size, *shape)
-            if isinstance(ops, str):
-                result, lost = _run(ops, piece, m, sg, wide, generator, self.fill, need_lost[ops])
-                parts, losts = [(ops, size)], [lost]
-            else:
-                parts = ops
-                result, losts = _run_warps([op for op, _ in parts], [c for _, c in parts], piece, m, sg,
-                                           wide, self.fill, [need_lost[op] for op, _ in parts])
-            dst.index_copy_(0, idx, result.reshape(size, -1).view(dst.dtype))
-            lo = 0
-            for (op, c), lost in zip(parts, losts):
-                if sensitivity[op] > 0:
-                    raw = lost if OPS[op].lossy else m[lo:lo + c].float()
-                    if survive is None:
-                        survive = torch.ones(n, device=dev)
-                    survive.index_copy_(0, idx[lo:lo + c], 1.0 - sensitivity[op] * raw.clamp(0, 1))
-                lo += c
+        sign = torch.where(_uniform(n, generator) < 0.5, -1.0, 1.0)
+        plan = plan_step(op_names, op_index, applied, magnitude, sign, strength=self.strength)
+        out, survive = execute_plan(plan, images, generator=generator, wide=self.policy.ranges == "wide",
+                                    fill=self.fill, sensitivity=self._sensitivity)
         return out, keep if survive is None else keep * survive
 
     def _apply_policy_ops(self, images, keep, generator):

@@ -198,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from autosoft.process import keep_freed_memory; keep_freed_memory()  # noqa: E702 (malloc thresholds)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,5 +1,13 @@
 """The op table and its batched kernels.
 
+``OPS`` maps each op's name to an ``Op``: its magnitude mapping and everything the
+engine (autosoft.augment) needs to run it: ``kernel``, ``signed``, ``lossy``,
+``random`` (the kernel draws from the generator) and, for warps, ``theta`` (the
+inverse affine matrices; ``Op.warp``), so that several warps share one sampling
+lookup through ``run_warps``. Kernels take the images and keyword-only arguments
+(see ``Kernel``); ``run_op`` is the checked entry point, ``apply_op`` also
+validates the values.
+
 One magnitude scale for every op: ``m`` in [0, 1], 0 = identity, 1 = strongest,
 stronger as ``m`` grows. ``Op.value`` maps ``m`` to the op's physical value
 (``m * high``, or ``m * wide_high`` for the TrivialAugmentWide ranges); that is
@@ -29,19 +37,35 @@ Conventions that are easy to get wrong, fixed here once:
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Real
+from typing import Callable, Protocol
 
 import torch
 
 from autosoft.errors import AutosoftError
 
-__all__ = ["Op", "OPS", "OP_NAMES", "run_op", "apply_op", "describe_ops"]
+__all__ = ["Kernel", "Op", "OPS", "OP_NAMES", "run_op", "run_warps", "apply_op", "describe_ops"]
+
+
+class Kernel(Protocol):
+    """A batched kernel: every op's entry in the table has one, called with these names only.
+
+    ``value``, ``sign``, ``magnitude``: float64 (B,) on the images' device (the physical value,
+    +1 / -1, and m); ``fill``: uint8 (1, C|1, 1, 1); ``max_value``: the physical value at m = 1 in
+    the range in use (a static bound for buffer sizes); ``generator`` feeds ops that are
+    ``random``; with ``need_lost`` False a kernel may skip computing ``lost``.
+    Returns ``(images, lost)``: uint8 images of the input's shape, and float (B,) or None (none lost).
+    """
+
+    def __call__(self, images: torch.Tensor, *, value: torch.Tensor, sign: torch.Tensor,
+                 magnitude: torch.Tensor, generator: torch.Generator | None, fill: torch.Tensor,
+                 max_value: float, need_lost: bool) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
 
 @dataclass(frozen=True)
 class Op:
-    """One augmentation op: how m in [0, 1] maps to a physical value."""
+    """One augmentation op: how m in [0, 1] maps to a physical value, and how the engine runs it."""
 
     name: str
     kind: str  # "geometric" | "photometric" | "occlusion" | "mix"
@@ -51,61 +75,19 @@ class Op:
     signed: bool  # direction flips with sign = -1
     lossy: bool  # removes content; `lost` reports the fraction removed
     description: str
+    kernel: Kernel = field(repr=False, compare=False)  # the batched kernel
+    random: bool = False  # the kernel draws from the generator: the engine runs all its images in one call
+    # warps only: (h, w, value, sign) -> inverse affine matrices (B, 6); warps share one sampling grid
+    theta: Callable[..., torch.Tensor] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def warp(self) -> bool:
+        """A nearest-neighbour affine warp (Shear, Rotate): several run as one lookup (``run_warps``)."""
+        return self.theta is not None
 
     def value(self, m, wide: bool = False):
         """Physical value for magnitude ``m`` (float or tensor): the one mapping."""
         return m * (self.wide_high if wide else self.high)
-
-
-def _op(name, kind, unit, high, wide_high, signed, lossy, description):
-    return name, Op(name, kind, unit, float(high), float(wide_high), signed, lossy, description)
-
-
-_ENHANCE = "factor offset"
-OPS: dict[str, Op] = dict(
-    [
-        _op("Identity", "photometric", "-", 0, 0, False, False, "returns the image unchanged"),
-        _op("ShearX", "geometric", "shear factor", 0.3, 0.99, True, True,
-            "x += value*y about the top-left corner (as AutoAugment), nearest, filled"),
-        _op("ShearY", "geometric", "shear factor", 0.3, 0.99, True, True,
-            "y += value*x about the top-left corner (as AutoAugment), nearest, filled"),
-        _op("TranslateX", "geometric", "fraction of width", 150 / 331, 1.0, True, True,
-            "shift right by trunc(value*W) px (left for sign -1), filled"),
-        _op("TranslateY", "geometric", "fraction of height", 150 / 331, 1.0, True, True,
-            "shift down by trunc(value*H) px (up for sign -1), filled"),
-        _op("Rotate", "geometric", "degrees", 30, 135, True, True,
-            "rotate counter-clockwise about the centre (clockwise for sign -1), nearest, filled"),
-        _op("AutoContrast", "photometric", "blend weight", 1, 1, False, False,
-            "per-channel min-max stretch, blended with the original by m"),
-        _op("Invert", "photometric", "blend weight", 1, 1, False, False,
-            "255 - x, blended with the original by m"),
-        _op("Equalize", "photometric", "blend weight", 1, 1, False, False,
-            "per-channel histogram equalisation (PIL scheme), blended with the original by m"),
-        _op("Solarize", "photometric", "threshold drop", 256, 256, False, False,
-            "invert pixels >= 256 - value (so m = 0 inverts none)"),
-        _op("Posterize", "photometric", "bits removed", 4, 6, False, False,
-            "keep the top 8 - round(value) bits of each pixel"),
-        _op("Contrast", "photometric", _ENHANCE, 0.9, 0.99, True, False,
-            "factor 1 + sign*value: blend with the mean grey level"),
-        _op("Color", "photometric", _ENHANCE, 0.9, 0.99, True, False,
-            "factor 1 + sign*value: blend with the greyscale image (saturation)"),
-        _op("Brightness", "photometric", _ENHANCE, 0.9, 0.99, True, False,
-            "factor 1 + sign*value: blend with black"),
-        _op("Sharpness", "photometric", _ENHANCE, 0.9, 0.99, True, False,
-            "factor 1 + sign*value: blend with a 3x3 smoothed image (borders kept)"),
-        _op("Cutout", "occlusion", "side / min(H, W)", 0.6, 0.6, False, True,
-            "fill a square of side round(value*min(H,W)) px, centre uniform over the image (clipped)"),
-        _op("SamplePairing", "mix", "weight of the other image", 0.5, 0.5, False, False,
-            "blend with another image of the batch (random permutation)"),
-        _op("FlipLR", "geometric", "flip (on when m > 0)", 1, 1, False, False,
-            "mirror left-right when m > 0"),
-        _op("PadCrop", "geometric", "max shift / size", 0.25, 0.25, False, True,
-            "pad-and-random-crop: shift by integers uniform in [-S, S], S = round(value*size), filled"),
-        _op("SoftCrop", "geometric", "shift std / size", 0.5, 0.5, False, True,
-            "Soft Augmentation crop: shift by round(N(0, value*size)) px truncated to |t| <= size, filled"),
-    ]
-)
-OP_NAMES = list(OPS)
 
 
 # --- helpers ------------------------------------------------------------------
@@ -296,66 +278,64 @@ def _theta_rotate(h, w, v, s):
     return torch.stack([torch.cos(r), torch.sin(r)], dim=1) @ _const("rotate", h, w, v.device)
 
 
-_THETA = {"ShearX": _theta_shear("x"), "ShearY": _theta_shear("y"), "Rotate": _theta_rotate}
+_theta_shear_x, _theta_shear_y = _theta_shear("x"), _theta_shear("y")
 
 
-def _k_warp(name):
-    theta = _THETA[name]
-
-    def k(x, v, s, m, g, fill, top, need_lost=True):
-        h, w = x.shape[-2:]
-        idx = _warp_index(h, w, theta(h, w, v, s))
-        return _sample(x, idx, fill), _frame_lost(h, w, idx) if need_lost else None
+def _warp_kernel(theta):
+    """The kernel of a warp alone (``run_warps`` batches several warps into one lookup)."""
+    def k(images, *, value, sign, magnitude, generator, fill, max_value, need_lost):
+        h, w = images.shape[-2:]
+        idx = _warp_index(h, w, theta(h, w, value, sign))
+        return _sample(images, idx, fill), _frame_lost(h, w, idx) if need_lost else None
     return k
 
 
 def _k_translate(axis):
-    def k(x, v, s, m, g, fill, top, need_lost=True):
-        size = x.shape[-1] if axis == "x" else x.shape[-2]
+    def k(images, *, value, sign, magnitude, generator, fill, max_value, need_lost):
+        size = images.shape[-1] if axis == "x" else images.shape[-2]
         # trunc like torchvision's int(); the tiny epsilon keeps 149.99999... at 150
-        px = torch.trunc(v * size + 1e-6).to(torch.int64) * s.to(torch.int64)
+        px = torch.trunc(value * size + 1e-6).to(torch.int64) * sign.to(torch.int64)
         zero = torch.zeros_like(px)
         dx, dy = (px, zero) if axis == "x" else (zero, px)
-        return _shift(x, dx, dy, fill, max_dx=int(top * size + 1e-6) if axis == "x" else 0)
+        return _shift(images, dx, dy, fill, max_dx=int(max_value * size + 1e-6) if axis == "x" else 0)
     return k
 
 
-# --- kernels: (images, value, sign, m, generator, fill, top) -> (images, lost or None) ---
-# value, sign, m: float64 (B,) on the images' device; fill: uint8 (1, C|1, 1, 1);
-# top: the physical value at m = 1 in the range in use (a static bound for buffer sizes).
+# --- kernels: images, *, value, sign, magnitude, generator, fill, max_value, need_lost ---
+# -> (images, lost or None); the arguments are described by `Kernel`.
 
-def _k_identity(x, v, s, m, g, fill, top, need_lost=True):
-    return x.clone(), None
+def _k_identity(images, *, value, sign, magnitude, generator, fill, max_value, need_lost):
+    return images.clone(), None
 
 
-def _k_autocontrast(x, v, s, m, g, fill, top, need_lost=True):
+def _k_autocontrast(images, *, value, sign, magnitude, generator, fill, max_value, need_lost):
     # torchvision's autocontrast_image, then blended with the original by m
-    b, c = x.shape[:2]
-    flat = x.view(b, c, -1)
+    b, c = images.shape[:2]
+    flat = images.view(b, c, -1)
     minimum = flat.amin(dim=2).to(torch.float32).view(b, c, 1, 1)
     maximum = flat.amax(dim=2).to(torch.float32).view(b, c, 1, 1)
     eq = maximum == minimum
     inv_scale = maximum.sub_(minimum).mul_(1.0 / 255).masked_fill_(eq, 1.0)
     minimum.masked_fill_(eq, 0.0)
-    y = _f32(x)
+    y = _f32(images)
     # .to(uint8) truncates; values are clamped to >= 0, so floor is the same
     op = (y - minimum).div_(inv_scale).clamp_(0, 255).floor_()
-    return _blend(op, y, m), None
+    return _blend(op, y, magnitude), None
 
 
-def _k_invert(x, v, s, m, g, fill, top, need_lost=True):
-    y = _f32(x)
-    return _blend(torch.rsub(y, 255.0), y, m), None
+def _k_invert(images, *, value, sign, magnitude, generator, fill, max_value, need_lost):
+    y = _f32(images)
+    return _blend(torch.rsub(y, 255.0), y, magnitude), None
 
 
-def _k_equalize(x, v, s, m, g, fill, top, need_lost=True):
+def _k_equalize(images, *, value, sign, magnitude, generator, fill, max_value, need_lost):
     # torchvision's equalize_image (PIL's scheme) per channel, as a LUT; one bincount for the batch
-    b, c = x.shape[:2]
-    n = x.shape[-1] * x.shape[-2]
+    b, c = images.shape[:2]
+    n = images.shape[-1] * images.shape[-2]
     rows = b * c
     dt = _index_dtype(rows * 256)
-    pixels = x.reshape(rows, n)
-    offset = torch.arange(0, rows * 256, 256, device=x.device, dtype=dt).view(-1, 1)
+    pixels = images.reshape(rows, n)
+    offset = torch.arange(0, rows * 256, 256, device=images.device, dtype=dt).view(-1, 1)
     flat = pixels.to(dt).add_(offset)  # level + 256 * row: one histogram for all rows
     hist = torch.bincount(flat.view(-1), minlength=rows * 256).view(rows, 256)
     top_count = hist.gather(1, pixels.amax(dim=1, keepdim=True).to(torch.int64))  # last non-empty bin
@@ -369,79 +349,79 @@ def _k_equalize(x, v, s, m, g, fill, top, need_lost=True):
     lut = lut.div_(step.clamp(min=1).to(ftype)).floor_().clamp_(0, 255)
     # a flat histogram (step 0) leaves the channel unchanged; arithmetic select (`where` is slow)
     keep = (step != 0).to(ftype)
-    op = lut.mul_(keep).add_(_const("levels32", 0, 0, x.device).to(ftype) * (1 - keep))
-    lut = _blend_lut(op.view(b, c, 256), m)
-    return lut.view(-1).index_select(0, flat.view(-1)).view(x.shape), None
+    op = lut.mul_(keep).add_(_const("levels32", 0, 0, images.device).to(ftype) * (1 - keep))
+    lut = _blend_lut(op.view(b, c, 256), magnitude)
+    return lut.view(-1).index_select(0, flat.view(-1)).view(images.shape), None
 
 
-def _k_solarize(x, v, s, m, g, fill, top, need_lost=True):
+def _k_solarize(images, *, value, sign, magnitude, generator, fill, max_value, need_lost):
     # torchvision: where(x >= threshold, 255 - x, x). For integer x, x >= thr is x >= ceil(thr);
     # done in int16 arithmetic: flip = clamp(x - ceil(thr) + 1, 0, 1), out = x ^ (255 * flip)
-    thr = torch.ceil((256.0 - v).to(torch.float32)).to(torch.int16)
-    x16 = x.to(torch.int16)
+    thr = torch.ceil((256.0 - value).to(torch.float32)).to(torch.int16)
+    x16 = images.to(torch.int16)
     flip = (x16 - _col(thr - 1)).clamp_(0, 1).mul_(255)
     return flip.bitwise_xor_(x16).to(torch.uint8), None
 
 
-def _k_posterize(x, v, s, m, g, fill, top, need_lost=True):
-    bits = 8 - torch.round(v).to(torch.int64)
+def _k_posterize(images, *, value, sign, magnitude, generator, fill, max_value, need_lost):
+    bits = 8 - torch.round(value).to(torch.int64)
     mask = ((1 << bits) - 1) << (8 - bits)
-    return x & _col(mask.to(torch.uint8)), None
+    return images & _col(mask.to(torch.uint8)), None
 
 
-def _k_contrast(x, v, s, m, g, fill, top, need_lost=True):
-    b, _, h, w = x.shape
-    mean = torch.mean(_grey(x), dim=(-3, -2, -1), keepdim=True)  # (B, 1, 1, 1)
-    r = 1.0 + s * v
+def _k_contrast(images, *, value, sign, magnitude, generator, fill, max_value, need_lost):
+    b, _, h, w = images.shape
+    mean = torch.mean(_grey(images), dim=(-3, -2, -1), keepdim=True)  # (B, 1, 1, 1)
+    r = 1.0 + sign * value
     # the mean spread over one channel plane: addcmul's fast path takes one broadcast operand only
-    out = torch.addcmul(_f32(x).mul_(_col(r.to(torch.float32))), mean.expand(b, 1, h, w).contiguous(),
+    out = torch.addcmul(_f32(images).mul_(_col(r.to(torch.float32))), mean.expand(b, 1, h, w).contiguous(),
                         _col((1.0 - r).to(torch.float32)))
     return _u8(out.clamp_(0, 255)), None
 
 
-def _k_color(x, v, s, m, g, fill, top, need_lost=True):
-    if x.shape[1] == 1:  # saturation is a no-op on grey images (as torchvision / PIL)
-        return x.clone(), None
-    return _blend(_f32(x), _grey(x), 1.0 + s * v), None
+def _k_color(images, *, value, sign, magnitude, generator, fill, max_value, need_lost):
+    if images.shape[1] == 1:  # saturation is a no-op on grey images (as torchvision / PIL)
+        return images.clone(), None
+    return _blend(_f32(images), _grey(images), 1.0 + sign * value), None
 
 
-def _k_brightness(x, v, s, m, g, fill, top, need_lost=True):
-    f = _col((1.0 + s * v).to(torch.float32))
-    return _u8(_f32(x).mul_(f).clamp_(0, 255)), None
+def _k_brightness(images, *, value, sign, magnitude, generator, fill, max_value, need_lost):
+    f = _col((1.0 + sign * value).to(torch.float32))
+    return _u8(_f32(images).mul_(f).clamp_(0, 255)), None
 
 
-def _k_sharpness(x, v, s, m, g, fill, top, need_lost=True):
-    b, c, h, w = x.shape
+def _k_sharpness(images, *, value, sign, magnitude, generator, fill, max_value, need_lost):
+    b, c, h, w = images.shape
     if h <= 2 or w <= 2:
-        return x.clone(), None
+        return images.clone(), None
     # torchvision: round(conv3x3([[1,1,1],[1,5,1],[1,1,1]] / 13)). The exact value N/13 is
     # never within 1/26 of a .5 tie, so round(N / 13) from the integer sum N is identical.
     # Sums run on each image flattened (long contiguous rows); the wrapped values they
     # produce at the left/right borders are overwritten with the original borders after.
     # The 3x3 sums (at most 13 * 255) are exact in int16, twice as many lanes as float32.
-    i = x.reshape(b * c, h * w).to(torch.int16)
+    i = images.reshape(b * c, h * w).to(torch.int16)
     rows = i[:, : -2 * w] + i[:, w:-w]
     rows += i[:, 2 * w:]  # vertical 3-sums, centred one row down
     box = rows[:, :-2] + rows[:, 1:-1]
     box += rows[:, 2:]  # 3x3 sums, centred at flat index w + 1 + j
-    f = _f32(x.reshape(b * c, h * w))
+    f = _f32(images.reshape(b * c, h * w))
     centre = f[:, w + 1: h * w - w - 1]
     blurred = _f32(box.add_(i[:, w + 1: h * w - w - 1], alpha=4)).div_(13).round_().sub_(centre)
-    alpha = (1.0 - (1.0 + s * v)).to(torch.float32).view(b, 1, 1).expand(b, c, 1).reshape(b * c, 1)
+    alpha = (1.0 - (1.0 + sign * value)).to(torch.float32).view(b, 1, 1).expand(b, c, 1).reshape(b * c, 1)
     centre.addcmul_(blurred, alpha)  # fused like torchvision's add_(alpha=...); in place: f is ours
     out = f.view(b, c, h, w)
-    out[..., 1:-1, 0] = x[..., 1:-1, 0]  # borders are kept
-    out[..., 1:-1, -1] = x[..., 1:-1, -1]
+    out[..., 1:-1, 0] = images[..., 1:-1, 0]  # borders are kept
+    out[..., 1:-1, -1] = images[..., 1:-1, -1]
     return _u8(out.clamp_(0, 255)), None
 
 
-def _k_cutout(x, v, s, m, g, fill, top, need_lost=True):
-    b, _, h, w = x.shape
-    dev = x.device
-    side = torch.round(v * min(h, w)).to(torch.int64)
-    gdev = g.device if g is not None else "cpu"
-    cy = torch.randint(0, h, (b,), generator=g, device=gdev).to(dev)
-    cx = torch.randint(0, w, (b,), generator=g, device=gdev).to(dev)
+def _k_cutout(images, *, value, sign, magnitude, generator, fill, max_value, need_lost):
+    b, _, h, w = images.shape
+    dev = images.device
+    side = torch.round(value * min(h, w)).to(torch.int64)
+    gdev = generator.device if generator is not None else "cpu"
+    cy = torch.randint(0, h, (b,), generator=generator, device=gdev).to(dev)
+    cx = torch.randint(0, w, (b,), generator=generator, device=gdev).to(dev)
     y0 = (cy - side // 2).clamp(0, h)
     y1 = (cy - side // 2 + side).clamp(0, h)
     x0 = (cx - side // 2).clamp(0, w)
@@ -452,42 +432,42 @@ def _k_cutout(x, v, s, m, g, fill, top, need_lost=True):
     inx = ((xs >= x0.view(b, 1)) & (xs < x1.view(b, 1))).to(torch.uint8)
     hole = iny.view(b, 1, h, 1) * inx.view(b, 1, 1, w)  # 0/1; uint8 arithmetic beats `where`
     lost = ((y1 - y0) * (x1 - x0)).to(torch.float64) / (h * w)
-    return (x - x * hole).add_(hole * fill), lost
+    return (images - images * hole).add_(hole * fill), lost
 
 
-def _k_sample_pairing(x, v, s, m, g, fill, top, need_lost=True):
-    gdev = g.device if g is not None else "cpu"
-    perm = torch.randperm(x.shape[0], generator=g, device=gdev).to(x.device)
-    return _blend(_f32(x.index_select(0, perm)), _f32(x), v), None
+def _k_sample_pairing(images, *, value, sign, magnitude, generator, fill, max_value, need_lost):
+    gdev = generator.device if generator is not None else "cpu"
+    perm = torch.randperm(images.shape[0], generator=generator, device=gdev).to(images.device)
+    return _blend(_f32(images.index_select(0, perm)), _f32(images), value), None
 
 
-def _k_flip(x, v, s, m, g, fill, top, need_lost=True):
-    on = _col((m > 0).to(torch.uint8))
-    return (x - x * on).add_(x.flip(-1) * on), None
+def _k_flip(images, *, value, sign, magnitude, generator, fill, max_value, need_lost):
+    on = _col((magnitude > 0).to(torch.uint8))
+    return (images - images * on).add_(images.flip(-1) * on), None
 
 
-def _k_padcrop(x, v, s, m, g, fill, top, need_lost=True):
-    b, _, h, w = x.shape
+def _k_padcrop(images, *, value, sign, magnitude, generator, fill, max_value, need_lost):
+    b, _, h, w = images.shape
 
     def offsets(size):
-        span = torch.round(v * size).to(torch.int64)  # S
-        u = _rand(b, g, x.device)
+        span = torch.round(value * size).to(torch.int64)  # S
+        u = _rand(b, generator, images.device)
         k = torch.minimum(torch.floor(u * (2 * span + 1)).to(torch.int64), 2 * span)
         return k - span
 
     dx = offsets(w)
     dy = offsets(h)
-    return _shift(x, dx, dy, fill, max_dx=round(top * w))
+    return _shift(images, dx, dy, fill, max_dx=round(max_value * w))
 
 
-def _k_softcrop(x, v, s, m, g, fill, top, need_lost=True):
-    b, _, h, w = x.shape
+def _k_softcrop(images, *, value, sign, magnitude, generator, fill, max_value, need_lost):
+    b, _, h, w = images.shape
 
     def offsets(size):
         # Truncated normal by inverse CDF: same law as redrawing until |t| <= size.
-        sigma = v * size
+        sigma = value * size
         lim = torch.special.ndtr(size / sigma.clamp_min(1e-12))
-        u = _rand(b, g, x.device)
+        u = _rand(b, generator, images.device)
         p = (1.0 - lim) + u * (2.0 * lim - 1.0)
         p = p.clamp(1e-300, 1.0 - 1e-16)
         t = (sigma * torch.special.ndtri(p)).clamp(-size, size)
@@ -495,34 +475,86 @@ def _k_softcrop(x, v, s, m, g, fill, top, need_lost=True):
 
     dx = offsets(w)
     dy = offsets(h)
-    return _shift(x, dx, dy, fill)
+    return _shift(images, dx, dy, fill)
 
 
-_RANDOM = {"Cutout", "SamplePairing", "PadCrop", "SoftCrop"}  # kernels that draw from the generator
+# --- the op table ------------------------------------------------------------------
+# Everything the engine needs to know about an op is a field of its entry: the magnitude
+# mapping, `signed`, `lossy`, `random` (draws from the generator), `theta` (a warp) and
+# the kernel. Warps get their kernel from their theta.
 
-_KERNELS = {
-    "Identity": _k_identity,
-    "ShearX": _k_warp("ShearX"),
-    "ShearY": _k_warp("ShearY"),
-    "TranslateX": _k_translate("x"),
-    "TranslateY": _k_translate("y"),
-    "Rotate": _k_warp("Rotate"),
-    "AutoContrast": _k_autocontrast,
-    "Invert": _k_invert,
-    "Equalize": _k_equalize,
-    "Solarize": _k_solarize,
-    "Posterize": _k_posterize,
-    "Contrast": _k_contrast,
-    "Color": _k_color,
-    "Brightness": _k_brightness,
-    "Sharpness": _k_sharpness,
-    "Cutout": _k_cutout,
-    "SamplePairing": _k_sample_pairing,
-    "FlipLR": _k_flip,
-    "PadCrop": _k_padcrop,
-    "SoftCrop": _k_softcrop,
-}
-assert list(_KERNELS) == OP_NAMES
+def _op(name, kind, unit, high, wide_high, signed, lossy, description, kernel=None, *, random=False, theta=None):
+    if theta is not None:
+        kernel = _warp_kernel(theta)
+    return name, Op(name, kind, unit, float(high), float(wide_high), signed, lossy, description, kernel,
+                    random=random, theta=theta)
+
+
+_ENHANCE = "factor offset"
+OPS: dict[str, Op] = dict(
+    [
+        _op("Identity", "photometric", "-", 0, 0, False, False, "returns the image unchanged",
+            _k_identity),
+        _op("ShearX", "geometric", "shear factor", 0.3, 0.99, True, True,
+            "x += value*y about the top-left corner (as AutoAugment), nearest, filled",
+            theta=_theta_shear_x),
+        _op("ShearY", "geometric", "shear factor", 0.3, 0.99, True, True,
+            "y += value*x about the top-left corner (as AutoAugment), nearest, filled",
+            theta=_theta_shear_y),
+        _op("TranslateX", "geometric", "fraction of width", 150 / 331, 1.0, True, True,
+            "shift right by trunc(value*W) px (left for sign -1), filled",
+            _k_translate("x")),
+        _op("TranslateY", "geometric", "fraction of height", 150 / 331, 1.0, True, True,
+            "shift down by trunc(value*H) px (up for sign -1), filled",
+            _k_translate("y")),
+        _op("Rotate", "geometric", "degrees", 30, 135, True, True,
+            "rotate counter-clockwise about the centre (clockwise for sign -1), nearest, filled",
+            theta=_theta_rotate),
+        _op("AutoContrast", "photometric", "blend weight", 1, 1, False, False,
+            "per-channel min-max stretch, blended with the original by m",
+            _k_autocontrast),
+        _op("Invert", "photometric", "blend weight", 1, 1, False, False,
+            "255 - x, blended with the original by m",
+            _k_invert),
+        _op("Equalize", "photometric", "blend weight", 1, 1, False, False,
+            "per-channel histogram equalisation (PIL scheme), blended with the original by m",
+            _k_equalize),
+        _op("Solarize", "photometric", "threshold drop", 256, 256, False, False,
+            "invert pixels >= 256 - value (so m = 0 inverts none)",
+            _k_solarize),
+        _op("Posterize", "photometric", "bits removed", 4, 6, False, False,
+            "keep the top 8 - round(value) bits of each pixel",
+            _k_posterize),
+        _op("Contrast", "photometric", _ENHANCE, 0.9, 0.99, True, False,
+            "factor 1 + sign*value: blend with the mean grey level",
+            _k_contrast),
+        _op("Color", "photometric", _ENHANCE, 0.9, 0.99, True, False,
+            "factor 1 + sign*value: blend with the greyscale image (saturation)",
+            _k_color),
+        _op("Brightness", "photometric", _ENHANCE, 0.9, 0.99, True, False,
+            "factor 1 + sign*value: blend with black",
+            _k_brightness),
+        _op("Sharpness", "photometric", _ENHANCE, 0.9, 0.99, True, False,
+            "factor 1 + sign*value: blend with a 3x3 smoothed image (borders kept)",
+            _k_sharpness),
+        _op("Cutout", "occlusion", "side / min(H, W)", 0.6, 0.6, False, True,
+            "fill a square of side round(value*min(H,W)) px, centre uniform over the image (clipped)",
+            _k_cutout, random=True),
+        _op("SamplePairing", "mix", "weight of the other image", 0.5, 0.5, False, False,
+            "blend with another image of the batch (random permutation)",
+            _k_sample_pairing, random=True),
+        _op("FlipLR", "geometric", "flip (on when m > 0)", 1, 1, False, False,
+            "mirror left-right when m > 0",
+            _k_flip),
+        _op("PadCrop", "geometric", "max shift / size", 0.25, 0.25, False, True,
+            "pad-and-random-crop: shift by integers uniform in [-S, S], S = round(value*size), filled",
+            _k_padcrop, random=True),
+        _op("SoftCrop", "geometric", "shift std / size", 0.5, 0.5, False, True,
+            "Soft Augmentation crop: shift by round(N(0, value*size)) px truncated to |t| <= size, filled",
+            _k_softcrop, random=True),
+    ]
+)
+OP_NAMES = list(OPS)
 
 
 # --- public API -----------------------------------------------------------------
@@ -561,15 +593,29 @@ def _fill_cached(fill, c: int, device) -> torch.Tensor:
     return t.view(1, -1, 1, 1)
 
 
-def run_op(name, images, magnitude, sign, *, wide=False, generator=None, fill=128):
+def run_op(name, images, magnitude, sign, *, wide=False, generator=None, fill=128, need_lost=True):
     """Apply op ``name`` with per-image ``magnitude`` and ``sign`` (tensors (B,)).
 
     The engine's inner call: the name and image type are checked, values are
     trusted (``apply_op`` validates them). Returns ``(images, lost)``: uint8
     images of the same shape and device, and float32 (B,) on that device, the
-    fraction of each image's content lost (0 for ops that are not lossy).
+    fraction of each image's content lost (0 for ops that are not lossy). With
+    ``need_lost=False`` the caller has no use for ``lost``: it may come back None
+    (the kernel skips that work).
     """
-    return _run(name, images, magnitude, sign, wide, generator, fill, True)
+    op = _get_op(name)
+    _check_images(images)
+    dev = images.device
+    b = images.shape[0]
+    fill_t = _fill_tensor(fill, images)
+    if b == 0:
+        return images.clone(), torch.zeros(0, dtype=torch.float32, device=dev)
+    m, s = _per_image(magnitude, b, dev), _per_image(sign, b, dev)
+    out, lost = op.kernel(images, value=op.value(m, wide), sign=s, magnitude=m, generator=generator, fill=fill_t,
+                          max_value=op.value(1.0, wide), need_lost=need_lost)
+    if lost is None:
+        return out, torch.zeros(b, dtype=torch.float32, device=dev) if need_lost else None
+    return out, lost.to(torch.float32)
 
 
 def _per_image(t, b: int, dev) -> torch.Tensor:
@@ -579,36 +625,28 @@ def _per_image(t, b: int, dev) -> torch.Tensor:
     return torch.as_tensor(t).to(device=dev, dtype=torch.float64).reshape(-1).expand(b)
 
 
-def _run(name, images, magnitude, sign, wide, generator, fill, need_lost):
-    """run_op; with need_lost False, `lost` may come back None (the engine skips unused work)."""
-    op = _get_op(name)
-    _check_images(images)
-    dev = images.device
-    b = images.shape[0]
-    fill_t = _fill_tensor(fill, images)
-    if b == 0:
-        return images.clone(), torch.zeros(0, dtype=torch.float32, device=dev)
-    m, s = _per_image(magnitude, b, dev), _per_image(sign, b, dev)
-    out, lost = _KERNELS[op.name](images, op.value(m, wide), s, m, generator, fill_t, op.value(1.0, wide),
-                                  need_lost)
-    if lost is None:
-        return out, torch.zeros(b, dtype=torch.float32, device=dev) if need_lost else None
-    return out, lost.to(torch.float32)
+def run_warps(parts, images, magnitude, sign, *, wide=False, fill=128, need_lost=None):
+    """Several warps (ops with a ``theta``) in one sampling grid and one lookup.
 
-
-def _run_warps(names, counts, images, magnitude, sign, wide, fill, need_lost):
-    """Several warps (keys of _THETA) with one sampling grid and one lookup: images come grouped
-    by op, ``counts[i]`` images running ``names[i]``. Returns (images, [lost or None])."""
+    ``parts``: ``[(name, count), ...]``; the images come grouped in that order, the first
+    ``count`` images running the first op, and so on; ``magnitude`` and ``sign``: float64 (B,)
+    on the images' device. Each image comes out as ``run_op`` makes it. ``need_lost``: one
+    bool per part (None: all). Returns ``(images, [lost (float32) or None per part])``.
+    """
     _check_images(images)
     h, w = images.shape[-2:]
     thetas, lo = [], 0
-    for name, count in zip(names, counts):
+    for name, count in parts:
         op, hi = _get_op(name), lo + count
-        thetas.append(_THETA[op.name](h, w, op.value(magnitude[lo:hi], wide), sign[lo:hi]))
+        if op.theta is None:
+            raise AutosoftError(f"run_warps runs warps only ({', '.join(n for n, o in OPS.items() if o.warp)}); "
+                                f"got {op.name}")
+        thetas.append(op.theta(h, w, op.value(magnitude[lo:hi], wide), sign[lo:hi]))
         lo = hi
     idx = _warp_index(h, w, torch.cat(thetas))
     losts, lo = [], 0
-    for count, want in zip(counts, need_lost):
+    for k, (_, count) in enumerate(parts):
+        want = need_lost is None or need_lost[k]
         losts.append(_frame_lost(h, w, idx[lo:lo + count]).to(torch.float32) if want else None)
         lo += count
     return _sample(images, idx, _fill_tensor(fill, images)), losts
@@ -619,7 +657,7 @@ def apply_op(name, images, magnitude, sign=+1, *, wide=False, generator=None, fi
 
     ``magnitude`` in [0, 1] (0 = identity, 1 = strongest); ``sign`` +1 or -1 flips
     the direction of signed ops; ``wide`` picks the TrivialAugmentWide ranges;
-    random ops (Cutout, SamplePairing, PadCrop, SoftCrop) draw from ``generator``.
+    random ops (``Op.random``: Cutout, SamplePairing, PadCrop, SoftCrop) draw from ``generator``.
 
     >>> import torch
     >>> x = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)

@@ -32,6 +32,7 @@ from autosoft.errors import AutosoftError
 from autosoft.metrics import evaluate, expected_calibration_error, predict_logits
 from autosoft.models import build_model
 from autosoft.policy import Policy, load_policy
+from autosoft.process import keep_freed_memory
 from autosoft.soft_targets import smooth_rows, soft_target_cross_entropy
 
 Report = Callable[[int, dict], None]
@@ -266,6 +267,7 @@ def train(config: TrainConfig, policy: Policy | str, *, run_dir: str | Path | No
 
     With `run_dir`, rerunning into the same folder resumes from its last checkpoint.
     """
+    keep_freed_memory()  # a training process: fix malloc's thresholds before the first batch
     config.validate()
     policy = load_policy(policy)
     device = resolve_device(config.device)

@@ -24,8 +24,9 @@ import torch
 from torchvision.transforms import v2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from autosoft.augment import PolicyAugment, keep_freed_memory  # noqa: E402
+from autosoft.augment import PolicyAugment  # noqa: E402
 from autosoft.data import data_root  # noqa: E402
+from autosoft.process import keep_freed_memory  # noqa: E402
 from autosoft.policy import Policy  # noqa: E402
 
 # TrivialAugment without the crop/flip base, to match torchvision's TrivialAugmentWide alone.
@@ -72,12 +73,13 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
 
+    keep_freed_memory()  # malloc's thresholds, before the first batch
     torch.set_num_threads(args.threads)
     images = load_cifar_batch(Path(args.data_dir), args.n)
     n = len(images)
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    augment = PolicyAugment(POLICY, num_classes=10)  # also fixes malloc's thresholds (keep_freed_memory)
+    augment = PolicyAugment(POLICY, num_classes=10)
 
     torchvision_per_image(images[:200])  # warm-up
     t_tv = timed(lambda: torchvision_per_image(images), args.repeats)

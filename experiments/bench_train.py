@@ -23,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from autosoft.models import build_model  # noqa: E402
 from autosoft.policy import BUILTIN_POLICIES, Policy  # noqa: E402
+from autosoft.process import keep_freed_memory  # noqa: E402
 from autosoft.train import TrainConfig, load_data, train  # noqa: E402
 
 TA_SOFT = Policy.from_dict({**BUILTIN_POLICIES["trivialaugment"], "name": "trivialaugment+soft",
@@ -61,6 +62,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data-dir", default=None, help="data root (default: $AUTOSOFT_DATA, else ~/.cache/autosoft/data)")
     args = ap.parse_args()
+    keep_freed_memory()  # malloc's thresholds, before the first batch (train() also does)
     torch.set_num_threads(args.threads)
     config = TrainConfig(model="proxy", model_kwargs={"width": args.width}, epochs=3, batch_size=args.batch_size,
                          train_size=args.images, val_size=0, eval_test=False, data_dir=args.data_dir,

@@ -10,6 +10,7 @@ random draws, 3 pixels of 960, in a wider offline check).
 """
 
 import doctest
+import inspect
 import math
 
 import pytest
@@ -20,7 +21,7 @@ from torchvision.transforms.v2.functional._color import _blend as tv_blend
 
 import autosoft.ops as ops
 from autosoft.errors import AutosoftError
-from autosoft.ops import OP_NAMES, OPS, apply_op, describe_ops, run_op
+from autosoft.ops import OP_NAMES, OPS, apply_op, describe_ops, run_op, run_warps
 
 GEOM_TOL = 0.01  # fraction of pixels of one image allowed to differ for Shear/Rotate
 FILL = 128
@@ -28,7 +29,8 @@ NEAREST = InterpolationMode.NEAREST
 MAGS = torch.tensor([0.0, 0.1, 0.3, 0.5, 2 / 3, 1.0], dtype=torch.float64)  # 2/3 wide = 90 deg rotate
 SIGNS = torch.tensor([1.0, -1.0, 1.0, -1.0, -1.0, 1.0], dtype=torch.float64)
 SHAPES = [(3, 32, 32), (3, 24, 40), (1, 20, 28)]
-RANDOM_OPS = {"Cutout", "SamplePairing", "PadCrop", "SoftCrop"}
+RANDOM_OPS = {n for n, op in OPS.items() if op.random}  # kernels that draw from the generator
+WARPS = [n for n, op in OPS.items() if op.warp]  # Shear, Rotate: through a float sampling grid
 DETERMINISTIC_OPS = [n for n in OP_NAMES if n not in RANDOM_OPS]
 
 
@@ -91,7 +93,7 @@ def shifted(img, dx, dy, fill=FILL):
 @pytest.mark.parametrize("name", DETERMINISTIC_OPS)
 def test_matches_torchvision_per_image(name, shape, wide):
     x = batch(shape)
-    geometric = name in ("ShearX", "ShearY", "Rotate")
+    geometric = OPS[name].warp
     for signs in (SIGNS, -SIGNS):
         out, lost = run_op(name, x, MAGS, signs, wide=wide, fill=FILL)
         assert out.dtype == torch.uint8 and out.shape == x.shape
@@ -107,7 +109,7 @@ def test_matches_torchvision_per_image(name, shape, wide):
             assert torch.all(lost == 0)
 
 
-@pytest.mark.parametrize("name", ["ShearX", "ShearY", "Rotate", "TranslateX", "TranslateY"])
+@pytest.mark.parametrize("name", [n for n, op in OPS.items() if op.lossy and not op.random])
 def test_geometric_lost_is_filled_fraction(name):
     # no source pixel equals the fill, so filled pixels are exactly the lost ones
     x = batch((3, 24, 40), high=100)
@@ -160,7 +162,7 @@ def test_same_seed_same_output(name):
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
-@pytest.mark.parametrize("name", ["Cutout", "SamplePairing", "PadCrop", "SoftCrop"])
+@pytest.mark.parametrize("name", sorted(RANDOM_OPS))
 def test_random_ops_depend_on_seed(name):
     x = batch((3, 32, 32), n=16)
     m = torch.ones(16)
@@ -214,6 +216,54 @@ def test_op_table():
     assert "135 degrees" in describe_ops(wide=True)
 
 
+def test_op_table_flags():
+    # the engine's knowledge of each op is in its entry: random, warp (theta), lossy, signed, kernel
+    assert RANDOM_OPS == {"Cutout", "SamplePairing", "PadCrop", "SoftCrop"}
+    assert WARPS == ["ShearX", "ShearY", "Rotate"]
+    assert all(op.lossy for op in OPS.values() if op.warp)
+    assert {n for n, op in OPS.items() if op.signed} == {"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate",
+                                                         "Contrast", "Color", "Brightness", "Sharpness"}
+    assert all(callable(op.kernel) and (op.theta is None) != op.warp for op in OPS.values())
+
+
+@pytest.mark.parametrize("name", OP_NAMES)
+def test_kernel_takes_named_arguments(name):
+    sig = inspect.signature(OPS[name].kernel)
+    params = list(sig.parameters.values())
+    assert params[0].name == "images" and params[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert [p.name for p in params[1:]] == ["value", "sign", "magnitude", "generator", "fill", "max_value",
+                                            "need_lost"]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty for p in params[1:])
+
+
+@pytest.mark.parametrize("name", OP_NAMES)
+def test_random_flag_is_whether_the_generator_is_used(name):
+    x = batch((3, 32, 32), n=8)
+    g = torch.Generator().manual_seed(3)
+    before = g.get_state()
+    run_op(name, x, torch.linspace(0.2, 1.0, 8), torch.tensor([1, -1] * 4), generator=g)
+    assert (not torch.equal(g.get_state(), before)) is OPS[name].random
+
+
+def test_run_warps_matches_each_warp_alone():
+    # warps of mixed ops in one lookup: each image as run_op makes it, bit for bit, and the same `lost`
+    x = batch((3, 24, 40), n=12)
+    parts = [("Rotate", 5), ("ShearX", 4), ("ShearY", 3)]
+    m = torch.rand(12, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    s = torch.tensor([1.0, -1.0] * 6, dtype=torch.float64)
+    out, losts = run_warps(parts, x, m, s, wide=True, fill=7, need_lost=[True, False, True])
+    assert losts[1] is None
+    lo = 0
+    for (name, count), lost in zip(parts, losts):
+        ref, ref_lost = run_op(name, x[lo:lo + count], m[lo:lo + count], s[lo:lo + count], wide=True, fill=7)
+        assert torch.equal(out[lo:lo + count], ref), name
+        if lost is not None:
+            assert torch.equal(lost, ref_lost), name
+        lo += count
+    with pytest.raises(AutosoftError, match="run_warps runs warps only .* got TranslateX"):
+        run_warps([("TranslateX", 12)], x, m, s)
+
+
 def test_docstring_examples_run():
     assert doctest.testmod(ops, raise_on_error=False).failed == 0
 
@@ -235,7 +285,7 @@ def find_shift(out, fill):
     return dx, dy
 
 
-@pytest.mark.parametrize("name", ["PadCrop", "SoftCrop"])
+@pytest.mark.parametrize("name", [n for n in OP_NAMES if OPS[n].random and OPS[n].kind == "geometric"])
 @pytest.mark.parametrize("shape", [(3, 32, 32), (1, 24, 40)], ids=["32x32", "24x40"])
 def test_shift_ops_match_pad_crop(name, shape):
     n = 200
@@ -384,6 +434,6 @@ def test_cuda_matches_cpu(name):
                            generator=torch.Generator().manual_seed(2))
     assert gpu.is_cuda and lost_gpu.is_cuda
     diff = (gpu.cpu() != cpu).any(1).float().mean((1, 2))
-    tol = GEOM_TOL if name in ("ShearX", "ShearY", "Rotate") else 0.0
+    tol = GEOM_TOL if OPS[name].warp else 0.0
     assert torch.all(diff <= tol), (name, diff)
     torch.testing.assert_close(lost_gpu.cpu(), lost_cpu, rtol=0, atol=tol)
