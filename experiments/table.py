@@ -102,6 +102,20 @@ def write_table(rows: dict[str, list[dict]], results: Path, config: TrainConfig)
     return text
 
 
+README_MARKERS = ("<!-- table:start -->", "<!-- table:end -->")
+
+
+def write_between_markers(path: Path, table: str) -> None:
+    """Replace what stands between the README's table markers with `table`."""
+    text = path.read_text()
+    start, end = README_MARKERS
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise AutosoftError(f"{path}: expected one {start} line followed by one {end} line")
+    head, rest = text.split(start)
+    _, tail = rest.split(end)
+    path.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+
+
 def plot(rows: dict[str, list[dict]], results: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -131,6 +145,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--data-dir", help="data root (else $AUTOSOFT_DATA)")
     ap.add_argument("--table-only", action="store_true", help="only rebuild the table from finished runs")
+    ap.add_argument("--readme", metavar="FILE", help="also write the table into FILE between its table markers")
     args = ap.parse_args(argv)
     try:
         config = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
@@ -142,8 +157,11 @@ def main(argv=None) -> int:
         if not args.table_only:
             run_all(config, policies, args.seeds, results)
         rows = collect(policies, args.seeds, results)
-        print(write_table(rows, results, config))
+        table = write_table(rows, results, config)
+        print(table)
         plot(rows, results)
+        if args.readme:
+            write_between_markers(Path(args.readme), table)
     except AutosoftError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
