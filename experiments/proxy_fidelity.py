@@ -13,7 +13,8 @@ measured training seconds and as nominal compute (images seen x the model's cost
 Every run is an `autosoft train` run directory; a finished one is skipped and an unfinished
 one resumes, so the study completes across sessions. The target runs are the main table's
 runs (same config, same folder naming as experiments/table.py), so they are shared with it.
-Order is seed-major, target first: a partial study already ranks every policy at seed 0.
+Order is seed-major, then policy by policy under every regime: a partial study already
+compares all regimes on the policies done so far.
 """
 
 from __future__ import annotations
@@ -88,16 +89,16 @@ def regimes(target: TrainConfig) -> dict[str, tuple[TrainConfig, Path]]:
 
 def run_all(policies: dict[str, str], regs: dict, seeds: list[int], only: set[str] | None) -> None:
     for seed in seeds:
-        for regime, (config, folder) in regs.items():
-            if only and regime not in only:
-                continue
-            for name, source in policies.items():
+        for name, source in policies.items():
+            for regime, (config, folder) in regs.items():
+                if only and regime not in only:
+                    continue
                 run_dir = folder / f"{name}-s{seed}"
                 if (run_dir / "final.json").exists():
                     continue
                 t0 = time.time()
                 cfg = TrainConfig.from_dict({**config.to_dict(), "seed": seed})
-                final = train(cfg, load_policy(source), run_dir=run_dir)
+                final = train(cfg, load_policy(source), run_dir=run_dir, quiet=True)
                 score = final.get("top1", final.get("val_acc"))
                 print(f"{regime} {name} seed {seed}: {score:.4f} ({time.time() - t0:.0f}s)", flush=True)
 
