@@ -8,7 +8,8 @@ this module (as `autosoft.search.record` does) neither imports nor starts Ray.
 What is here: starting Ray (`init_ray`), trial resources, the trainable that runs in
 a worker (`run_trial`), the OptunaSearch subclass that keeps the record in the study
 (`make_searcher`), ASHA that spares the baselines and remembers whom it stopped
-(`make_scheduler`), the one-line live view, and quiet console output (`quiet_tune`).
+(`make_scheduler`), the one-line live view, quiet console output (`quiet_tune`), and on
+the Optuna side: attributes of another process's trial, TPE's "experimental" warnings.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import logging
 import os
 import sys
 import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from autosoft.errors import AutosoftError
@@ -32,6 +35,16 @@ def set_trial_user_attr(study, trial, key: str, value) -> None:
     trial's private `_trial_id`.
     """
     study._storage.set_trial_user_attr(trial._trial_id, key, value)
+
+
+@contextmanager
+def quiet_experimental_warnings():
+    """optuna 5.0.0 still marks TPE's multivariate and group options "experimental" and warns on
+    every start; we use them on purpose (see `spaces.make_sampler`), so say nothing of it."""
+    import optuna
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
 
 
 def ray_version() -> str:
@@ -102,6 +115,7 @@ def run_trial(config: dict, *, proxy: dict, data) -> None:
     from autosoft.train import TrainConfig, train
 
     def report(epoch: int, metrics: dict) -> None:
+        # ray 2.60.0's function API: tune.report(dict), numbers only (older Ray: session.report, **kwargs)
         tune.report({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
 
     policy = Policy.from_dict(config["policy"], source=f"trial {config['trial_number']}")
@@ -153,7 +167,9 @@ def make_searcher(space, *, metrics, modes, sampler, study_name, storage, epochs
             super().on_trial_result(trial_id, result)
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-            # Tune may call this twice for a trial (once more when the experiment ends): tell it once.
+            # Replaces OptunaSearch.on_trial_complete (no super() call): ray 2.60.0 tells every trial
+            # without a result PRUNED and every other one COMPLETE, even one the time limit cut short.
+            # Its `_completed_trials` bookkeeping is kept: a trial told already (record_error) is skipped.
             if trial_id in self._completed_trials:
                 return
             ot_trial = self._ot_trials[trial_id]

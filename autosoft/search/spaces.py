@@ -7,7 +7,6 @@ form) in a file of `search_spaces/` or the user's own. Nothing here needs Ray.
 from __future__ import annotations
 
 import importlib.util
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -136,10 +135,8 @@ def make_sampler(n_objectives: int, budget: int, seed: int):
     import optuna
     if n_objectives > 1:
         return optuna.samplers.NSGAIISampler(population_size=max(4, min(50, budget // 4)), seed=seed)
-    # Written for optuna 5.0.0: multivariate and group are still "experimental" there and warn on
-    # every start; TPE with them is the point, so the warning is silenced here only.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    from autosoft.search.compat import quiet_experimental_warnings
+    with quiet_experimental_warnings():  # multivariate and group are "experimental" in Optuna; TPE is the point
         # group=True: conditional parameters (p_min, the SoftCrop strength) and the fixed baseline
         # trials (no parameters) would otherwise push multivariate TPE back to independent sampling.
         return optuna.samplers.TPESampler(multivariate=True, group=True, constant_liar=True, seed=seed)
