@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from autosoft.errors import AutosoftError
+from autosoft.process import keep_freed_memory
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,52 +60,37 @@ def _show(args) -> int:
     if args.json:
         print(policy.to_json())
     if args.preview:
+        from autosoft.plots import write_preview
         path = write_preview(policy, args.preview, dataset=args.dataset, data_dir=args.data_dir,
                              download=args.download, seed=args.seed)
         print(f"preview written to {path}")
     return 0
 
 
-def write_preview(policy, path, *, dataset: str, data_dir=None, download=False, seed: int = 0,
-                  n_images: int = 8, n_draws: int = 4) -> Path:
-    """A grid: the original images in the first row, then several draws of the policy,
-    each image captioned with the target confidence p it would train with."""
-    import torch
-
-    from autosoft import plots
-    from autosoft.augment import PolicyAugment
-    from autosoft.data import load_dataset
-
-    ds = load_dataset(dataset, "train", data_dir=data_dir, download=download)
-    images, labels = ds.images[:n_images], ds.labels[:n_images]
-    augment = PolicyAugment(policy, ds.num_classes)
-    gen = torch.Generator().manual_seed(seed)
-    rows, captions = [images], [ds.classes[int(y)][:10] for y in labels]
-    for _ in range(n_draws):
-        out = augment(images, labels, generator=gen)
-        # p(severity) from the curve: the target row's true-class entry, or the loss weight in "weight" mode
-        st = augment.policy.soft_targets
-        confidence = out.weights if st is not None and st.mode == "weight" else \
-            out.targets.gather(1, labels.view(-1, 1)).flatten()
-        rows.append(out.images)
-        captions += [f"p={c:.2f}" for c in confidence.tolist()]
-    return plots.image_grid(torch.cat(rows), path, nrow=n_images, labels=captions,
-                            title=f"{policy.name or 'policy'}: originals, then {n_draws} draws")
-
-
 # ---- train / eval -----------------------------------------------------------------
+# Flags that set the TrainConfig field of the same name: of `train`, and of `search` (its proxy task).
+TRAIN_FLAGS = ("dataset", "model", "epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "schedule",
+               "warmup_epochs", "weak_aug_epochs", "train_size", "val_size", "seed", "device", "threads",
+               "data_dir", "mixup_alpha", "cutmix_alpha")
+PROXY_FLAGS = ("epochs", "train_size", "val_size", "model")
+
+
+def _config_from_flags(args, base: dict, keys) -> dict:
+    """`base` (a preset, a --config file) with every flag that was given on top; --width
+    sets model_kwargs["width"] and --download turns downloading on (train and search alike)."""
+    config = dict(base)
+    config.update({k: getattr(args, k) for k in keys if getattr(args, k) is not None})
+    if args.width is not None:
+        config["model_kwargs"] = {**config.get("model_kwargs", {}), "width": args.width}
+    if args.download:
+        config["download"] = True
+    return config
+
+
 def _train_config(args):
     from autosoft.train import TrainConfig
     base = read_json_object(args.config, "train settings") if args.config else {}
-    flags = {k: getattr(args, k) for k in ("dataset", "model", "epochs", "batch_size", "lr", "weight_decay",
-                                           "label_smoothing", "schedule", "warmup_epochs", "weak_aug_epochs",
-                                           "train_size", "val_size", "seed", "device", "threads", "data_dir",
-                                           "mixup_alpha", "cutmix_alpha")}
-    base.update({k: v for k, v in flags.items() if v is not None})
-    if args.width is not None:
-        base["model_kwargs"] = {**base.get("model_kwargs", {}), "width": args.width}
-    base["download"] = args.download
-    return TrainConfig.from_dict(base)
+    return TrainConfig.from_dict(_config_from_flags(args, base, TRAIN_FLAGS))
 
 
 def _train(args) -> int:
@@ -140,6 +126,66 @@ def _eval(args) -> int:
     from autosoft.train import evaluate_run
     final = evaluate_run(args.checkpoint, data_dir=args.data_dir, device=args.device)
     _print_final(final, None)
+    return 0
+
+
+# ---- search -----------------------------------------------------------------------
+def _add_search_parser(subparsers) -> argparse.ArgumentParser:
+    from autosoft.search.spaces import SPACE_NAMES  # Ray and Optuna are imported only when a search runs
+    p = subparsers.add_parser("search", help="search an augmentation policy jointly with its soft targets",
+                              description="Search augmentation ops, probabilities and magnitudes together with "
+                                          "the soft-target curve on a proxy task (Ray Tune + Optuna + ASHA), "
+                                          "then export the best policy.")
+    p.add_argument("--dataset", required=True, help="cifar10 | cifar100 | cifar100-coarse | svhn | imagefolder:PATH")
+    p.add_argument("--budget", type=int, required=True, help="number of trials (known policies run first)")
+    p.add_argument("--space", default="autoaugment+soft",
+                   help=f"{' | '.join(SPACE_NAMES)} | a space file (.py); see 'autosoft show spaces'")
+    p.add_argument("--out", help="output folder (default runs/search-DATASET); never overwritten")
+    p.add_argument("--resume", action="store_true", help="continue the search in --out; finished trials are kept")
+    p.add_argument("--objective", default="acc", help="acc (default) | ece | nll, or two joined: acc,ece")
+    p.add_argument("--storage", help="Optuna database URL (default sqlite:///OUT/study.db)")
+    p.add_argument("--ray-address", help="join this Ray cluster (e.g. auto, or ray://host:10001)")
+    p.add_argument("--time-limit", help="stop starting trials after this long: 600, 30m, 1.5h (--resume continues)")
+    p.add_argument("--proxy", default="auto", choices=("auto", "cpu", "gpu"),
+                   help="proxy-task preset (default: gpu when a GPU is visible)")
+    p.add_argument("--config", metavar="FILE", help="JSON file of proxy settings overriding the preset")
+    p.add_argument("--epochs", type=int, help="proxy epochs per trial")
+    p.add_argument("--train-size", type=int, help="proxy train subset size")
+    p.add_argument("--val-size", type=int, help="validation images held out of train (scores the trials)")
+    p.add_argument("--model", help="proxy model: proxy | resnet18 | wrn40_2 | wrn28_10")
+    p.add_argument("--width", type=int, help="width of the proxy model")
+    p.add_argument("--cpus-per-trial", type=float, help="CPU threads per trial (default 1)")
+    p.add_argument("--gpus-per-trial", type=float, help="GPU fraction per trial (default 0.25 on a GPU, else 0)")
+    p.add_argument("--max-concurrent", type=int, help="at most this many trials at once (default: as resources allow)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-baselines", action="store_true", help="do not run the known policies first")
+    add_data_flags(p)
+    p.set_defaults(func=_search)
+    return p
+
+
+def _proxy_settings(args) -> dict:
+    # The preset first: a --config file's own "preset" wins over --proxy, as it always has.
+    base = {"preset": args.proxy, **(read_json_object(args.config, "proxy settings") if args.config else {})}
+    return _config_from_flags(args, base, PROXY_FLAGS)
+
+
+def _search(args) -> int:
+    from autosoft.search import run_search
+    result = run_search(dataset=args.dataset, budget=args.budget, space=args.space, out_dir=args.out,
+                        resume=args.resume, objectives=args.objective, storage=args.storage,
+                        ray_address=args.ray_address, time_limit_s=args.time_limit,
+                        proxy=_proxy_settings(args), cpus_per_trial=args.cpus_per_trial,
+                        gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, seed=args.seed,
+                        data_dir=args.data_dir, enqueue_baselines=not args.no_baselines)
+    print(repr(result))
+    if result.policy_path:
+        print(f"best policy: {result.policy_path}\nretrain with: autosoft train --dataset {args.dataset} "
+              f"--policy {result.policy_path}")
+    if not result.complete:
+        print(f"stopped after {result.finished}/{result.budget} trials; continue with the same command and --resume",
+              file=sys.stderr)
+        return 130
     return 0
 
 
@@ -192,13 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-dir", default=os.environ.get("AUTOSOFT_DATA"))
     ev.set_defaults(func=_eval)
 
-    from autosoft.search import add_search_parser  # imports Ray and Optuna only when a search runs
-    add_search_parser(sub)
+    _add_search_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from autosoft.process import keep_freed_memory; keep_freed_memory()  # noqa: E702 (malloc thresholds)
+    keep_freed_memory()  # a process starts here: fix malloc's thresholds once (see autosoft.process)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

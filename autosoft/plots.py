@@ -23,6 +23,7 @@ __all__ = [
     "training_curves",
     "search_history",
     "pareto_front",
+    "write_preview",
 ]
 
 
@@ -234,3 +235,29 @@ def pareto_front(points: Sequence[tuple[float, float]], front_mask: Sequence[boo
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def write_preview(policy, path, *, dataset: str, data_dir=None, download=False, seed: int = 0,
+                  n_images: int = 8, n_draws: int = 4) -> Path:
+    """A grid: the original images in the first row, then several draws of the policy,
+    each image captioned with the target confidence p it would train with."""
+    import torch
+
+    from autosoft.augment import PolicyAugment
+    from autosoft.data import load_dataset
+
+    ds = load_dataset(dataset, "train", data_dir=data_dir, download=download)
+    images, labels = ds.images[:n_images], ds.labels[:n_images]
+    augment = PolicyAugment(policy, ds.num_classes)
+    gen = torch.Generator().manual_seed(seed)
+    rows, captions = [images], [ds.classes[int(y)][:10] for y in labels]
+    for _ in range(n_draws):
+        out = augment(images, labels, generator=gen)
+        # p(severity) from the curve: the target row's true-class entry, or the loss weight in "weight" mode
+        st = augment.policy.soft_targets
+        confidence = out.weights if st is not None and st.mode == "weight" else \
+            out.targets.gather(1, labels.view(-1, 1)).flatten()
+        rows.append(out.images)
+        captions += [f"p={c:.2f}" for c in confidence.tolist()]
+    return image_grid(torch.cat(rows), path, nrow=n_images, labels=captions,
+                       title=f"{policy.name or 'policy'}: originals, then {n_draws} draws")

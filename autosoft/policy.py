@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from autosoft.errors import AutosoftError
+from autosoft.files import atomic_write_text
 from autosoft.ops import OPS
 
 SCHEMA_VERSION = 1
@@ -132,11 +133,7 @@ class Policy:
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON form atomically (a crash never leaves half a file)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json() + "\n")
-        tmp.replace(path)
-        return path
+        return atomic_write_text(path, self.to_json() + "\n")
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "policy") -> Policy:

@@ -29,6 +29,7 @@ from autosoft import __version__
 from autosoft.augment import PolicyAugment, mix_batch
 from autosoft.data import Dataset, channel_mean_std, load_dataset, stratified_subset, train_val_split
 from autosoft.errors import AutosoftError
+from autosoft.files import atomic_path, atomic_write_json, atomic_write_text
 from autosoft.metrics import evaluate, expected_calibration_error, predict_logits
 from autosoft.models import build_model
 from autosoft.policy import Policy, load_policy
@@ -151,12 +152,6 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> 
 
 
 # ---- run directory ----------------------------------------------------------------
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def environment_info(device: torch.device) -> dict:
     import torchvision
     info = {"autosoft": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
@@ -195,14 +190,13 @@ class RunDir:
             raise AutosoftError(f"{self.path} exists and is not an autosoft run directory; choose another --out")
         self.path.mkdir(parents=True, exist_ok=True)
         record = {"train": config.to_dict(), "policy": policy.to_dict(), "environment": environment_info(device)}
-        _atomic_write(self.config, json.dumps(record, indent=2) + "\n")
+        atomic_write_json(self.config, record)
         policy.save(self.policy)
         return None
 
     def save_checkpoint(self, state: dict) -> None:
-        tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(self.checkpoint)
+        with atomic_path(self.checkpoint) as tmp:
+            torch.save(state, tmp)
 
     def append_metrics(self, metrics: dict) -> None:
         with self.metrics.open("a") as f:
@@ -216,7 +210,7 @@ class RunDir:
         return [r for r in rows if r["epoch"] < up_to_epoch]
 
     def rewrite_metrics(self, rows: list[dict]) -> None:
-        _atomic_write(self.metrics, "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 # ---- the model as a function of uint8 images -------------------------------------
@@ -390,7 +384,7 @@ def train(config: TrainConfig, policy: Policy | str, *, run_dir: str | Path | No
     if run:
         torch.save(model.state_dict(), run.path / "model.pt")
         write_plots(run.path, history, reliability)
-        _atomic_write(run.final, json.dumps(final, indent=2) + "\n")
+        atomic_write_json(run.final, final)
     return final
 
 
@@ -438,5 +432,5 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | None = None, device: st
                       val_labels=data.val.labels if data.val is not None else None, seed=config.seed)
     write_plots(run.path, [], report.pop("reliability"))
     report["test_pixels_sha256"] = data.test.pixels_sha256()
-    _atomic_write(run.path / "eval.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_json(run.path / "eval.json", report)
     return report

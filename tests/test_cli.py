@@ -51,3 +51,18 @@ def test_bad_policy_file_is_one_line_exit_2(tmp_path, content, message):
 def test_unknown_subcommand_is_one_line():
     r = subprocess.run([sys.executable, "-m", "autosoft.cli", "serch"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "invalid choice" in r.stderr
+
+
+def test_flags_overlay_the_config_file_for_train_and_search(tmp_path):
+    from autosoft.cli import _proxy_settings, _train_config, build_parser
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"epochs": 7, "lr": 0.2, "model_kwargs": {"width": 16, "depth": 2}}))
+    parser = build_parser()
+    args = parser.parse_args(["train", "--config", str(path), "--epochs", "3", "--width", "8", "--download"])
+    config = _train_config(args)
+    assert (config.epochs, config.lr, config.model_kwargs, config.download) == (3, 0.2, {"width": 8, "depth": 2}, True)
+    assert _train_config(parser.parse_args(["train", "--config", str(path)])).epochs == 7
+    args = parser.parse_args(["search", "--dataset", "cifar10", "--budget", "2", "--proxy", "cpu",
+                              "--config", str(path), "--val-size", "50", "--width", "4"])
+    assert _proxy_settings(args) == {
+        "preset": "cpu", "epochs": 7, "lr": 0.2, "model_kwargs": {"width": 4, "depth": 2}, "val_size": 50}

@@ -5,8 +5,8 @@ import pytest
 
 from autosoft.errors import AutosoftError
 from autosoft.policy import Policy
-from autosoft.search import (SPACE_NAMES, SPACES_DIR, _make_sampler, describe_spaces, load_space,
-                             parse_objectives, parse_time_limit, sample_policies)
+from autosoft.search import (SPACE_NAMES, SPACES_DIR, describe_spaces, load_space, make_sampler,
+                             sample_policies)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -52,7 +52,7 @@ def test_space_is_a_pure_function_of_its_parameters():
 
 def test_tpe_points_are_valid_too():
     space = load_space("randaugment+soft")
-    study = optuna.create_study(sampler=_make_sampler(1, 20, seed=0), direction="maximize")
+    study = optuna.create_study(sampler=make_sampler(1, 20, seed=0), direction="maximize")
     for i in range(15):  # past TPE's 10 random start-up trials
         trial = study.ask()
         Policy.from_dict(space(trial))
@@ -98,15 +98,3 @@ def test_describe_spaces_lists_every_name():
         assert any(line.startswith(name + " ") for line in text.splitlines())
     assert "hard labels" in text.splitlines()[0]
 
-
-def test_objective_and_time_limit_parsing():
-    assert parse_objectives("acc") == (["val_acc"], ["max"])
-    assert parse_objectives("acc,ece") == (["val_acc", "val_ece"], ["max", "min"])
-    assert parse_objectives(("val_acc",)) == (["val_acc"], ["max"])
-    with pytest.raises(AutosoftError, match="unknown objective 'loss'; allowed: acc, ece, nll"):
-        parse_objectives("acc,loss")
-    with pytest.raises(AutosoftError, match="one or two different"):
-        parse_objectives("acc,ece,nll")
-    assert parse_time_limit("90") == 90 and parse_time_limit("30m") == 1800 and parse_time_limit("1.5h") == 5400
-    with pytest.raises(AutosoftError, match="time limit"):
-        parse_time_limit("soon")

@@ -1,0 +1,200 @@
+"""The Optuna study: the record of a search and the source of truth for `--resume`.
+
+Everything here works on the study alone and needs no Ray: opening its storage,
+enqueuing the known policies, requeuing trials a kill cut short, the state of each
+trial, the rows of trials.csv, the exported policy.json with its provenance, and
+the plots. Trials carry their policy, metrics, epochs and error as user attributes.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import math
+import sys
+import warnings
+from pathlib import Path
+
+from autosoft.errors import AutosoftError
+from autosoft.files import atomic_write_text
+from autosoft.search import compat
+
+# A trial's state as trials.csv names it. Only these count towards the budget:
+COUNTED = ("complete", "stopped", "failed")
+# "interrupted": cut short by a kill, Ctrl-C or the time limit; its policy was enqueued again.
+_NAMES = {"COMPLETE": "complete", "PRUNED": "stopped", "FAIL": "failed", "RUNNING": "running",
+          "WAITING": "waiting"}
+
+
+def trial_state(trial) -> str:
+    """complete | stopped (by ASHA) | failed | interrupted | running | waiting: the one classification."""
+    if trial.user_attrs.get("interrupted"):
+        return "interrupted"
+    return _NAMES.get(trial.state.name, trial.state.name.lower())
+
+
+def state_counts(study) -> dict[str, int]:
+    """How many trials are complete, stopped and failed (the ones that count towards the budget)."""
+    counts = dict.fromkeys(COUNTED, 0)
+    for t in study.get_trials(deepcopy=False):
+        state = trial_state(t)
+        if state in counts:
+            counts[state] += 1
+    return counts
+
+
+def best_trial(trials, mode: str):
+    """The trial with the best first objective (`mode` "max" or "min"), or None."""
+    pick = max if mode == "max" else min
+    return pick(trials, key=lambda t: t.values[0], default=None)
+
+
+def complete_trials(study) -> list:
+    from optuna.trial import TrialState
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# ---- the study --------------------------------------------------------------------------
+def open_storage(url: str):
+    import optuna
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    except Exception as e:  # a bad URL or an unreachable server: one line
+        raise AutosoftError(f"storage {url!r}: cannot open it ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                            "expected a database URL such as sqlite:///path/study.db") from None
+
+
+def open_study(storage, study_name: str, modes: list[str], baselines: list[str]):
+    """Create the study (the known policies enqueued first, as fixed policies) or load it."""
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=storage, study_name=study_name,
+                                directions=["maximize" if m == "max" else "minimize" for m in modes],
+                                load_if_exists=True)
+    if not study.get_trials(deepcopy=False):
+        for name in baselines:
+            study.enqueue_trial({}, user_attrs={"fixed_policy": name})
+    return study
+
+
+def requeue_interrupted(study) -> int:
+    """Trials left RUNNING (a kill, Ctrl-C, the time limit) are marked and their policies enqueued again."""
+    from optuna.trial import TrialState
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        fixed = t.user_attrs.get("fixed_policy")
+        study.enqueue_trial(t.params, user_attrs={"fixed_policy": fixed} if fixed else None)
+        compat.set_trial_user_attr(study, t, "interrupted", True)
+        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        n += 1
+    return n
+
+
+# ---- trials.csv -------------------------------------------------------------------------
+def trial_rows(study, metrics: list[str], pareto: set[int] = frozenset()) -> list[dict]:
+    """One row per trial that has started: the rows of trials.csv."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        state = trial_state(t)
+        if state == "waiting":
+            continue
+        m = t.user_attrs.get("metrics", {})
+        row = {"number": t.number, "state": state, "policy": t.user_attrs.get("fixed_policy") or "searched"}
+        for metric in metrics:
+            row[metric] = m.get(metric)
+        row.update({"epochs": t.user_attrs.get("epochs", 0), "wall_time_s": t.user_attrs.get("wall_time_s")})
+        if len(metrics) > 1:
+            row["pareto"] = t.number in pareto
+        row["error"] = t.user_attrs.get("error")
+        row.update({f"param_{k}": v for k, v in t.params.items()})
+        rows.append(row)
+    return rows
+
+
+def write_csv(rows: list[dict], path: Path) -> Path:
+    """The rows with the union of their columns, in first-seen order; None as an empty cell."""
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(columns))
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return atomic_write_text(path, text.getvalue())
+
+
+# ---- policy.json ------------------------------------------------------------------------
+def versions() -> dict:
+    import optuna
+    import torch
+
+    from autosoft import __version__
+    return {"autosoft": __version__, "torch": torch.__version__, "ray": compat.ray_version(),
+            "optuna": optuna.__version__, "python": sys.version.split()[0]}
+
+
+def export_policy(trial, path: Path, *, settings: dict, metrics: list[str], finished: int, out: Path) -> Path:
+    """The trial's policy as a policy file, with where it came from (`provenance`)."""
+    from autosoft.policy import Policy
+
+    fixed = trial.user_attrs.get("fixed_policy")
+    data = dict(trial.user_attrs["policy"])
+    data["name"] = fixed or f"search-{settings['dataset']}-trial{trial.number}"
+    data["provenance"] = {
+        "dataset": settings["dataset"], "space": settings["space"], "proxy": settings["proxy"],
+        "objectives": metrics, "scores": dict(zip(metrics, trial.values)), "trial": trial.number,
+        "fixed_policy": fixed, "seed": settings["seed"], "trials_finished": finished,
+        "budget": settings["budget"], "search_dir": str(out), "versions": versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return Policy.from_dict(data, source=f"trial {trial.number}").save(path)
+
+
+def write_outputs(study, out: Path, settings: dict, metrics: list[str], modes: list[str]) -> dict:
+    """policy.json, trials.csv, the plots (and pareto/ with two objectives); returns what SearchResult needs."""
+    complete = complete_trials(study)
+    pareto = sorted(study.best_trials, key=lambda t: t.number) if complete and len(metrics) > 1 else []
+    best = best_trial(pareto if len(metrics) > 1 else complete, modes[0])
+    rows = trial_rows(study, metrics, {t.number for t in pareto})
+    write_csv(rows, out / "trials.csv")
+
+    counts = state_counts(study)
+    finished = sum(counts.values())
+    export = dict(settings=settings, metrics=metrics, finished=finished, out=out)
+    policy_path = export_policy(best, out / "policy.json", **export) if best is not None else None
+    if pareto:
+        (out / "pareto").mkdir(exist_ok=True)
+        for t in pareto:
+            export_policy(t, out / "pareto" / f"trial-{t.number}.json", **export)
+
+    plot_trials(out, [r for r in rows if r["state"] in COUNTED], metrics, modes)
+    return {"policy_path": policy_path, "best_trial": best.number if best else None,
+            "best_scores": dict(zip(metrics, best.values)) if best else {}, "rows": rows,
+            "pareto": [t.number for t in pareto], "counts": counts, "finished": finished}
+
+
+def plot_trials(out: Path, rows: list[dict], metrics: list[str], modes: list[str]) -> None:
+    """search_history.png (and pareto_front.png with two objectives) from the finished rows."""
+    from autosoft import plots
+    if not rows:
+        return
+    # Stopped trials show their score when ASHA stopped them; failed ones have none.
+    scores = [r[metrics[0]] if r["state"] != "failed" else None for r in rows]
+    try:
+        plots.search_history(scores, out / "search_history.png", objective_name=metrics[0],
+                             maximize=modes[0] == "max", stopped=[r["state"] == "stopped" for r in rows])
+        if len(metrics) > 1:
+            done = [r for r in rows if r["state"] == "complete"]
+            if done:
+                plots.pareto_front([(r[metrics[0]], r[metrics[1]]) for r in done],
+                                   [bool(r["pareto"]) for r in done], out / "pareto_front.png",
+                                   names=(metrics[0], metrics[1]))
+    except Exception as e:  # a plot must never cost the search its results (written above)
+        warnings.warn(f"could not draw the search plots in {out}: {type(e).__name__}: {e}")

@@ -1,0 +1,135 @@
+"""The settings of a search, each checked here and only here: budget, time limit, objectives,
+proxy task, known baselines, the output folder and the `--resume` compatibility check.
+
+>>> parse_time_limit("30m")
+1800.0
+>>> parse_objectives("acc,ece")
+(['val_acc', 'val_ece'], ['max', 'min'])
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from autosoft.errors import AutosoftError
+from autosoft.files import atomic_write_json
+
+# Known policies run first, so the search can only match or beat them on the proxy.
+# Spaces without soft targets get the hard-label ones only, to keep that comparison clean.
+BASELINES_HARD = ("baseline", "trivialaugment")
+BASELINES_SOFT = ("baseline", "trivialaugment", "softaug")
+# --objective names -> (metric the trainer reports, direction)
+OBJECTIVES = {"acc": ("val_acc", "max"), "ece": ("val_ece", "min"), "nll": ("val_nll", "min")}
+# Settings that must match for --resume (budget, time limit and resources may change).
+RESUME_KEYS = ("dataset", "space", "objectives", "proxy", "seed", "baselines")
+# Proxy keys a resume may change: threads and the data folder change speed and location, not the search.
+PROXY_FREE_KEYS = ("threads", "data_dir", "download")
+
+
+def check_budget(budget) -> int:
+    """The number of trials: an integer >= 1."""
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise AutosoftError(f"budget: expected an integer >= 1 (the number of trials), got {budget!r}")
+    return budget
+
+
+def parse_time_limit(text: str | float | None) -> float | None:
+    """"90", "90s", "30m", "1.5h" -> seconds; a number is taken as seconds already."""
+    if text is None or isinstance(text, (int, float)):
+        return text
+    units = {"s": 1, "m": 60, "h": 3600}
+    value, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        seconds = float(value) * units[unit]
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise AutosoftError(f"time limit: expected a positive duration like 600, 30m or 1.5h, got {text!r}")
+    return seconds
+
+
+def parse_objectives(objectives: str | Sequence[str]) -> tuple[list[str], list[str]]:
+    """("acc", "ece") or "acc,ece" -> (["val_acc", "val_ece"], ["max", "min"])."""
+    names = objectives.split(",") if isinstance(objectives, str) else list(objectives)
+    metrics, modes = [], []
+    for raw in names:
+        key = raw.strip().removeprefix("val_")
+        if key not in OBJECTIVES:
+            raise AutosoftError(f"unknown objective {raw.strip()!r}; allowed: {', '.join(OBJECTIVES)} "
+                                "(one, or two joined by a comma)")
+        metrics.append(OBJECTIVES[key][0])
+        modes.append(OBJECTIVES[key][1])
+    if not 1 <= len(metrics) <= 2 or len(set(metrics)) != len(metrics):
+        raise AutosoftError(f"objectives: expected one or two different names, got {','.join(names)!r}")
+    return metrics, modes
+
+
+def choose_baselines(enqueue_baselines: bool | Sequence[str], samples: list) -> list[str]:
+    """The known policies to run first: `True` picks them by whether the space's `samples` are soft."""
+    if enqueue_baselines is True:
+        soft = any(p.soft_targets is not None for p in samples)
+        return list(BASELINES_SOFT if soft else BASELINES_HARD)
+    return list(enqueue_baselines or [])
+
+
+def proxy_config(dataset: str, proxy: str | dict = "auto", *, seed: int = 0, data_dir=None,
+                 threads: int | None = None) -> dict:
+    """The proxy task's TrainConfig as a dict: a preset ("cpu" / "gpu", "auto" = by device)
+    with overrides; `proxy` may be a dict of overrides with an optional "preset" key."""
+    import torch
+    from autosoft.train import PROXY_PRESETS, TrainConfig
+
+    overrides = dict(proxy) if isinstance(proxy, dict) else {"preset": proxy}
+    preset = overrides.pop("preset", "auto")
+    if preset == "auto":
+        preset = "gpu" if torch.cuda.is_available() else "cpu"
+    if preset not in PROXY_PRESETS:
+        raise AutosoftError(f"unknown proxy preset {preset!r}; allowed: auto, {', '.join(PROXY_PRESETS)}")
+    config = {**PROXY_PRESETS[preset], **overrides, "dataset": dataset, "seed": seed, "data_dir": data_dir,
+              "eval_test": False}
+    if threads is not None:
+        config["threads"] = threads
+    train_config = TrainConfig.from_dict(config)
+    train_config.validate()
+    if not train_config.val_size:
+        raise AutosoftError("proxy val_size: expected > 0; the search scores on a validation split carved "
+                            "from train, never on the test split")
+    return train_config.to_dict()
+
+
+def output_folder(out_dir, dataset: str, *, resume: bool) -> Path:
+    """The search folder (default runs/search-DATASET); an existing one only with `resume`."""
+    out = Path(out_dir if out_dir is not None else f"runs/search-{dataset}").resolve()
+    if out.exists() and not resume:
+        raise AutosoftError(f"{out} already exists; pass --resume to continue that search, or choose another --out")
+    return out
+
+
+def save_settings(out: Path, *, resume: bool, fresh: dict) -> dict:
+    """Write search.json for a new search, or check a resumed one matches it; returns the settings in force.
+
+    A resume keeps the saved settings (its study name among them) but takes the new budget and proxy.
+    """
+    path = out / "search.json"
+    if resume and out.exists():
+        if not path.exists():
+            raise AutosoftError(f"{out} is not a search folder (no search.json); choose another --out")
+        saved = json.loads(path.read_text())
+        for key in RESUME_KEYS + (("storage",) if fresh["storage"] else ()):
+            if _comparable(key, saved.get(key)) != _comparable(key, fresh[key]):
+                raise AutosoftError(f"--resume: {key} differs from the search in {out} "
+                                    f"({saved.get(key)!r} there, {fresh[key]!r} now); rerun with the same settings")
+        settings = {**saved, "budget": fresh["budget"], "proxy": fresh["proxy"]}
+    else:
+        out.mkdir(parents=True)
+        settings = fresh
+    atomic_write_json(path, settings)
+    return settings
+
+
+def _comparable(key: str, value):
+    if key == "proxy" and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in PROXY_FREE_KEYS}
+    return value

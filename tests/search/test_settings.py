@@ -1,0 +1,54 @@
+"""Search settings: each one checked once, with one clear line; --resume checks the saved ones."""
+
+import json
+
+import pytest
+
+from autosoft.errors import AutosoftError
+from autosoft.search import parse_objectives, parse_time_limit
+from autosoft.search.settings import check_budget, output_folder, save_settings
+
+
+def test_objective_and_time_limit_parsing():
+    assert parse_objectives("acc") == (["val_acc"], ["max"])
+    assert parse_objectives("acc,ece") == (["val_acc", "val_ece"], ["max", "min"])
+    assert parse_objectives(("val_acc",)) == (["val_acc"], ["max"])
+    with pytest.raises(AutosoftError, match="unknown objective 'loss'; allowed: acc, ece, nll"):
+        parse_objectives("acc,loss")
+    with pytest.raises(AutosoftError, match="one or two different"):
+        parse_objectives("acc,ece,nll")
+    assert parse_time_limit("90") == 90 and parse_time_limit("30m") == 1800 and parse_time_limit("1.5h") == 5400
+    with pytest.raises(AutosoftError, match="time limit"):
+        parse_time_limit("soon")
+
+
+def test_budget_and_output_folder(tmp_path):
+    assert check_budget(3) == 3
+    for bad in (0, -1, True, 2.5, "3"):
+        with pytest.raises(AutosoftError, match="budget: expected an integer >= 1"):
+            check_budget(bad)
+    assert output_folder(tmp_path / "new", "cifar10", resume=False) == (tmp_path / "new").resolve()
+    with pytest.raises(AutosoftError, match="already exists; pass --resume"):
+        output_folder(tmp_path, "cifar10", resume=False)
+    assert output_folder(tmp_path, "cifar10", resume=True) == tmp_path.resolve()
+
+
+def test_resume_check_compares_the_search_not_its_speed(tmp_path):
+    fresh = {"dataset": "cifar10", "space": "soft", "objectives": ["val_acc"], "seed": 0, "baselines": [],
+             "proxy": {"epochs": 2, "threads": 1, "data_dir": "/a"}, "budget": 4, "storage": None,
+             "study_name": "first"}
+    out = tmp_path / "s"
+    assert save_settings(out, resume=False, fresh=fresh) == fresh
+    # threads, the data folder and the budget may change; the study name is kept
+    later = {**fresh, "proxy": {"epochs": 2, "threads": 4, "data_dir": "/b"}, "budget": 8, "study_name": "second"}
+    kept = save_settings(out, resume=True, fresh=later)
+    assert kept["study_name"] == "first" and kept["budget"] == 8 and kept["proxy"]["threads"] == 4
+    assert json.loads((out / "search.json").read_text()) == kept
+    assert sorted(p.name for p in out.iterdir()) == ["search.json"]  # no temporary file left
+    with pytest.raises(AutosoftError, match="--resume: proxy differs"):
+        save_settings(out, resume=True, fresh={**fresh, "proxy": {"epochs": 3}})
+    with pytest.raises(AutosoftError, match="--resume: seed differs"):
+        save_settings(out, resume=True, fresh={**fresh, "seed": 1})
+    (tmp_path / "other").mkdir()
+    with pytest.raises(AutosoftError, match="not a search folder"):
+        save_settings(tmp_path / "other", resume=True, fresh=fresh)
