@@ -146,9 +146,11 @@ def _add_search_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--storage", help="Optuna database URL (default sqlite:///OUT/study.db)")
     p.add_argument("--ray-address", help="join this Ray cluster (e.g. auto, or ray://host:10001)")
     p.add_argument("--time-limit", help="stop starting trials after this long: 600, 30m, 1.5h (--resume continues)")
+    p.add_argument("--target-config", metavar="FILE",
+                   help="JSON train config the policy is for (default: 'autosoft train' defaults for the data set)")
     p.add_argument("--proxy", default="auto", choices=("auto", "cpu", "gpu"),
-                   help="proxy-task preset (default: gpu when a GPU is visible)")
-    p.add_argument("--config", metavar="FILE", help="JSON file of proxy settings overriding the preset")
+                   help="auto (default): the proxy task is derived from the target; cpu | gpu: a fixed preset")
+    p.add_argument("--config", metavar="FILE", help="JSON file of proxy settings overriding the derived proxy or preset")
     p.add_argument("--epochs", type=int, help="proxy epochs per trial")
     p.add_argument("--train-size", type=int, help="proxy train subset size")
     p.add_argument("--val-size", type=int, help="validation images held out of train (scores the trials)")
@@ -157,6 +159,14 @@ def _add_search_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-trial", type=float, help="CPU threads per trial (default 1)")
     p.add_argument("--gpus-per-trial", type=float, help="GPU fraction per trial (default 0.25 on a GPU, else 0)")
     p.add_argument("--max-concurrent", type=int, help="at most this many trials at once (default: as resources allow)")
+    p.add_argument("--confirm", type=int, metavar="K",
+                   help="retrain the K best searched policies and the baselines at the target's fidelity "
+                        "(default 3 on a CPU, 5 on a GPU; 0 skips the stage)")
+    p.add_argument("--confirm-seeds", type=int, metavar="S", help="seeds per confirmed policy (default 2 CPU, 3 GPU)")
+    p.add_argument("--confirm-fidelity", type=float, default=1.0, metavar="F",
+                   help="confirmation runs train F of the target's epochs (default 1: the target itself)")
+    p.add_argument("--sampler", default="tpe", choices=("tpe", "random"),
+                   help="tpe (default) | random: uniform draws, the control a search must beat")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-baselines", action="store_true", help="do not run the known policies first")
     add_data_flags(p)
@@ -175,12 +185,23 @@ def _search(args) -> int:
     result = run_search(dataset=args.dataset, budget=args.budget, space=args.space, out_dir=args.out,
                         resume=args.resume, objectives=args.objective, storage=args.storage,
                         ray_address=args.ray_address, time_limit_s=args.time_limit,
-                        proxy=_proxy_settings(args), cpus_per_trial=args.cpus_per_trial,
+                        proxy=_proxy_settings(args), target=args.target_config, confirm=args.confirm,
+                        confirm_seeds=args.confirm_seeds, confirm_fidelity=args.confirm_fidelity,
+                        sampler=args.sampler, cpus_per_trial=args.cpus_per_trial,
                         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, seed=args.seed,
                         data_dir=args.data_dir, enqueue_baselines=not args.no_baselines)
     print(repr(result))
+    if result.stage_times_s:
+        print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.stage_times_s.items()))
+    if result.chance:
+        print(f"warning: {result.chance}")
+    if result.verdict:
+        print(f"verdict: {result.verdict}")
+        rho = result.proxy_rank_correlation
+        if rho is not None:
+            print(f"proxy vs confirmation rank correlation (Spearman, {len(result.confirmation)} policies): {rho:.2f}")
     if result.policy_path:
-        print(f"best policy: {result.policy_path}\nretrain with: autosoft train --dataset {args.dataset} "
+        print(f"policy: {result.policy_path}\nretrain with: autosoft train --dataset {args.dataset} "
               f"--policy {result.policy_path}")
     if not result.complete:
         print(f"stopped after {result.finished}/{result.budget} trials; continue with the same command and --resume",

@@ -23,6 +23,7 @@ __all__ = [
     "training_curves",
     "search_history",
     "pareto_front",
+    "confirmation",
     "write_preview",
 ]
 
@@ -233,6 +234,41 @@ def pareto_front(points: Sequence[tuple[float, float]], front_mask: Sequence[boo
     ax.set_ylabel(names[1])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def confirmation(groups: Sequence[tuple[str, bool, Sequence[float]]], path, *, metric: str = "val_acc",
+                 maximize: bool = True, winner: str | None = None) -> Path:
+    """The confirmation stage: each policy's score per seed (dots), mean and std (bar), best first.
+
+    `groups`: (name, is_baseline, scores). Baselines are drawn in grey and the best baseline's
+    mean as a dashed line, so a searched policy's margin over it can be read off directly.
+    """
+    groups = [g for g in groups if len(g[2]) > 0]
+    if not groups:
+        raise AutosoftError("confirmation plot needs at least one policy with a score")
+    sign = 1 if maximize else -1
+    groups.sort(key=lambda g: -sign * sum(g[2]) / len(g[2]))
+    fig = _figure(max(5.0, 0.9 * len(groups) + 2), 4.2)
+    ax = fig.add_subplot(1, 1, 1)
+    best_base = None
+    for i, (name, baseline, scores) in enumerate(groups):
+        mean = sum(scores) / len(scores)
+        std = (sum((s - mean) ** 2 for s in scores) / (len(scores) - 1)) ** 0.5 if len(scores) > 1 else 0.0
+        colour = "#888888" if baseline else ("#d62728" if name == winner else "#3b75af")
+        ax.scatter([i] * len(scores), scores, s=16, color=colour, alpha=0.6)
+        ax.errorbar([i], [mean], yerr=[std], fmt="_", color=colour, capsize=8, markersize=20)
+        if baseline and (best_base is None or sign * mean > sign * best_base):
+            best_base = mean
+    if best_base is not None:
+        ax.axhline(best_base, color="#888888", linestyle="--", linewidth=1, label="best baseline (mean)")
+        ax.legend(fontsize=8)
+    ax.set_xticks(range(len(groups)), [g[0] + (" (baseline)" if g[1] else "") for g in groups],
+                  rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(metric)
+    ax.set_title(f"confirmation: {metric} per seed, mean ± std" + (f"; winner {winner}" if winner else ""))
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -295,6 +295,7 @@ def train(config: TrainConfig, policy: Policy | str, *, run_dir: str | Path | No
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         start_epoch = checkpoint["epoch"] + 1
+    if run:  # a kill between an epoch's metrics line and its checkpoint leaves a line to drop
         history = run.history(start_epoch)
         run.rewrite_metrics(history)
 

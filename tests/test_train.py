@@ -68,6 +68,18 @@ def test_interrupted_run_resumes_to_the_same_result(small_cifar10, tmp_path):
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
 
 
+def test_kill_between_metrics_line_and_checkpoint_leaves_no_duplicate_epoch(small_cifar10, tmp_path):
+    def stop(epoch, metrics):
+        raise _Stop
+    config = _config(small_cifar10, epochs=2, eval_test=False)
+    with pytest.raises(_Stop):
+        train(config, "baseline", run_dir=tmp_path / "r", report=stop)
+    (tmp_path / "r" / "checkpoint.pt").unlink()  # as if killed after epoch 0's line, before its checkpoint
+    train(config, "baseline", run_dir=tmp_path / "r")
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [0, 1]
+
+
 def test_other_config_in_unfinished_dir_is_refused(small_cifar10, tmp_path):
     def stop(epoch, metrics):
         raise _Stop

@@ -1,28 +1,35 @@
 """Joint search of the augmentation policy and its soft-target curve: `autosoft search`.
 
-Ray Tune runs the trials (each one `autosoft.train.train` on a small proxy task),
-Optuna proposes them (TPE, or NSGA-II for two objectives) and ASHA stops weak
-ones early on the per-epoch validation score.
+The search knows its target (the training the policy is for) and derives its proxy task
+from it. Ray Tune runs the trials (each one `autosoft.train.train` on the proxy), Optuna
+proposes them (TPE, NSGA-II for two objectives, or uniform draws as the control) and ASHA
+stops weak ones early on the per-epoch validation score. Then the confirmation stage
+retrains the best searched policies and the known baselines at the target's fidelity over
+several seeds, and exports the winner on the mean, or the best baseline if none beat it.
 
 The Optuna study is the record of the search and the source of truth for
 `--resume`: every trial's parameters, policy, metrics and state are committed to
 its storage (sqlite in the output folder by default) as soon as the trial ends.
 Ray Tune's own folders (``ray/run-N``, one per start) are logs, never read back.
 A resumed search re-runs only the trials that were cut short (their policies are
-enqueued again), never a finished one.
+enqueued again), never a finished one; finished confirmation runs are kept likewise.
 
 Modules, one job each (importing any of them imports neither Ray nor Optuna):
     spaces      load, join and sample search spaces; the sampler
-    settings    budget, time limit, objectives, proxy task, baselines, the --resume check
-    record      the Optuna study: storage, requeue, trial states, trials.csv, policy.json, plots
+    proxy       the target, the proxy derived from it, the confirmation config, the chance check
+    settings    budget, time limit, objectives, proxy task, baselines, confirmation plan, the --resume check
+    record      the Optuna study: storage, requeue, trial states, trials.csv, policy files, plots
+    confirm     the confirmation stage: candidates, runs on Ray, verdict, confirm.csv and confirm.png
     compat      Ray Tune and Optuna adapters and workarounds (the only Ray-specific code)
     run         run_search, SearchResult
 
 Output folder:
-    search.json         the settings; --resume checks they match
+    search.json         the settings (target, derived proxy and its rules); --resume checks they match
     study.db            the Optuna study (unless --storage names another database)
-    policy.json         the best policy, with provenance
+    policy.json         the exported policy: the confirmation winner (else the proxy's best), with provenance
+    proxy_best.json     the proxy's best trial, when a confirmation stage ran
     trials.csv          every trial: state, parameters, scores, epochs run, wall time
+    confirm.csv, confirm.png, confirm/NAME-sSEED/   the confirmation scores and runs
     search_history.png  score per trial and best so far
     pareto_front.png, pareto/   with two objectives: the front and its policies
     ray/run-N/          Ray Tune's logs of each start

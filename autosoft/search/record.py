@@ -140,8 +140,9 @@ def versions() -> dict:
             "optuna": optuna.__version__, "python": sys.version.split()[0]}
 
 
-def export_policy(trial, path: Path, *, settings: dict, metrics: list[str], finished: int, out: Path) -> Path:
-    """The trial's policy as a policy file, with where it came from (`provenance`)."""
+def export_policy(trial, path: Path, *, settings: dict, metrics: list[str], finished: int, out: Path,
+                  extra: dict | None = None) -> Path:
+    """The trial's policy as a policy file, with where it came from (`provenance`, plus `extra`)."""
     from autosoft.policy import Policy
 
     fixed = trial.user_attrs.get("fixed_policy")
@@ -153,12 +154,15 @@ def export_policy(trial, path: Path, *, settings: dict, metrics: list[str], fini
         "fixed_policy": fixed, "seed": settings["seed"], "trials_finished": finished,
         "budget": settings["budget"], "search_dir": str(out), "versions": versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **(extra or {}),
     }
     return Policy.from_dict(data, source=f"trial {trial.number}").save(path)
 
 
-def write_outputs(study, out: Path, settings: dict, metrics: list[str], modes: list[str]) -> dict:
-    """policy.json, trials.csv, the plots (and pareto/ with two objectives); returns what SearchResult needs."""
+def write_outputs(study, out: Path, settings: dict, metrics: list[str], modes: list[str], *,
+                  policy_file: str = "policy.json", extra: dict | None = None) -> dict:
+    """The proxy's best policy (`policy_file`), trials.csv, the plots (and pareto/ with two
+    objectives); returns what SearchResult needs."""
     complete = complete_trials(study)
     pareto = sorted(study.best_trials, key=lambda t: t.number) if complete and len(metrics) > 1 else []
     best = best_trial(pareto if len(metrics) > 1 else complete, modes[0])
@@ -168,7 +172,7 @@ def write_outputs(study, out: Path, settings: dict, metrics: list[str], modes: l
     counts = state_counts(study)
     finished = sum(counts.values())
     export = dict(settings=settings, metrics=metrics, finished=finished, out=out)
-    policy_path = export_policy(best, out / "policy.json", **export) if best is not None else None
+    policy_path = export_policy(best, out / policy_file, extra=extra, **export) if best is not None else None
     if pareto:
         (out / "pareto").mkdir(exist_ok=True)
         for t in pareto:
@@ -178,6 +182,20 @@ def write_outputs(study, out: Path, settings: dict, metrics: list[str], modes: l
     return {"policy_path": policy_path, "best_trial": best.number if best else None,
             "best_scores": dict(zip(metrics, best.values)) if best else {}, "rows": rows,
             "pareto": [t.number for t in pareto], "counts": counts, "finished": finished}
+
+
+def candidate_trials(study) -> list[dict]:
+    """The complete trials as the confirmation stage reads them: number, first score, policy, fixed name."""
+    return [{"number": t.number, "score": t.values[0], "policy": t.user_attrs["policy"],
+             "fixed_policy": t.user_attrs.get("fixed_policy")} for t in complete_trials(study)]
+
+
+def trial_of(study, candidate_name: str):
+    """The trial behind a confirmation candidate ("trial-N", or a baseline's name), or None."""
+    for t in complete_trials(study):
+        if candidate_name == (t.user_attrs.get("fixed_policy") or f"trial-{t.number}"):
+            return t
+    return None
 
 
 def plot_trials(out: Path, rows: list[dict], metrics: list[str], modes: list[str]) -> None:

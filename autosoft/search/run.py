@@ -9,15 +9,16 @@ from pathlib import Path
 from typing import Sequence
 
 from autosoft.errors import AutosoftError
-from autosoft.search import compat, record, settings as _settings
+from autosoft.search import compat, proxy as proxy_rules, record, settings as _settings
+from autosoft.search import confirm as confirm_stage
 from autosoft.search.spaces import load_space, make_sampler, sample_policies, space_id
 
 
 @dataclass
 class SearchResult:
     out_dir: Path
-    policy_path: Path | None      # None when no trial finished all its epochs yet
-    best_trial: int | None
+    policy_path: Path | None      # the exported policy: the confirmation winner, else the proxy's best
+    best_trial: int | None        # the proxy's best trial
     best_scores: dict[str, float]
     objectives: list[str]
     trials: list[dict]            # the rows of trials.csv
@@ -26,6 +27,11 @@ class SearchResult:
     complete: bool                # the budget was reached
     pareto: list[int] = field(default_factory=list)   # trial numbers on the front (two objectives)
     wall_time_s: float = 0.0
+    verdict: str | None = None    # the confirmation stage's verdict in words (None: no confirmation)
+    confirmation: list[dict] = field(default_factory=list)   # per policy: name, kind, proxy score, scores
+    proxy_rank_correlation: float | None = None   # Spearman, proxy vs confirmation, over confirmed policies
+    chance: str | None = None     # set when the best proxy score is within noise of chance
+    stage_times_s: dict = field(default_factory=dict)   # wall seconds per stage, this start
 
     def __repr__(self) -> str:
         states = {}
@@ -39,14 +45,22 @@ class SearchResult:
 def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", out_dir=None, resume: bool = False,
                objectives: str | Sequence[str] = ("val_acc",), storage: str | None = None,
                ray_address: str | None = None, time_limit_s: str | float | None = None, proxy: str | dict = "auto",
+               target: str | dict | None = None, confirm: int | None = None, confirm_seeds: int | None = None,
+               confirm_fidelity: float = 1.0, sampler: str = "tpe",
                cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
                max_concurrent: int | None = None, seed: int = 0, data_dir=None,
                enqueue_baselines: bool | Sequence[str] = True, live: bool = True) -> SearchResult:
-    """Search `budget` trials of `space` on the proxy task of `dataset`; write the results to `out_dir`.
+    """Search `budget` trials of `space` on a proxy of the target training, confirm the best
+    ones at the target's fidelity, and write the results to `out_dir`.
 
-    `resume=True` continues the search in `out_dir` (after Ctrl-C, a kill or a time
-    limit): finished trials are kept, cut-short ones run again. `time_limit_s` is
-    seconds or a duration such as "30m". See `autosoft.search` for the output files.
+    `target`: the training the policy is for (a TrainConfig dict or a JSON file; default:
+    `autosoft train`'s defaults for `dataset`); the proxy is derived from it unless `proxy`
+    names a preset. `confirm` searched policies (default by device; 0 skips the stage) and the
+    known baselines are retrained `confirm_seeds` times at `confirm_fidelity` of the target's
+    epochs; the winner on the mean is exported. `sampler`: "tpe" (the search) or "random"
+    (the control). `resume=True` continues the search in `out_dir`: finished trials and
+    confirmation runs are kept, cut-short ones run again. `time_limit_s` (seconds or "30m")
+    bounds the trials. See `autosoft.search` for the output files.
     """
     try:
         import optuna  # noqa: F401
@@ -54,45 +68,65 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     except ImportError as e:
         raise AutosoftError(f"autosoft search needs Ray Tune and Optuna ({e}); "
                             "install them with: pip install 'ray[tune]' optuna") from None
+    from autosoft.data import load_dataset
+    from autosoft.train import TrainConfig, load_data
 
     # Every setting is checked before anything is written or Ray starts.
     budget = _settings.check_budget(budget)
     out = _settings.output_folder(out_dir, dataset, resume=resume)
     time_limit_s = _settings.parse_time_limit(time_limit_s)
     metrics, modes = _settings.parse_objectives(objectives)
+    make_sampler(len(metrics), budget, seed, sampler)  # an unknown sampler fails here
     space_obj = load_space(space)
     samples = sample_policies(space_obj, 16, seed=seed)  # a broken space file fails here, before Ray starts
     baselines = _settings.choose_baselines(enqueue_baselines, samples)
+    data_dir = None if data_dir is None else str(data_dir)
+    target_cfg = proxy_rules.target_config(dataset, target, data_dir=data_dir)
+    download = bool(isinstance(proxy, dict) and proxy.get("download")) or target_cfg["download"]
+    n_train = len(load_dataset(dataset, "train", data_dir=data_dir, download=download))  # missing data: fail now
     threads = max(1, int(cpus_per_trial)) if cpus_per_trial else 1
-    proxy_cfg = _settings.proxy_config(dataset, proxy, seed=seed,
-                                       data_dir=None if data_dir is None else str(data_dir), threads=threads)
+    proxy_cfg, proxy_notes = _settings.proxy_config(dataset, proxy, target=target_cfg, n_train=n_train, seed=seed,
+                                                    data_dir=data_dir, threads=threads)
     cpus, gpus = compat.trial_resources(cpus_per_trial, gpus_per_trial, proxy_cfg)
-    fresh = {"dataset": dataset, "space": space_id(space), "objectives": metrics, "proxy": proxy_cfg, "seed": seed,
-             "baselines": baselines, "budget": budget,
+    plan = _settings.confirmation_plan(confirm, confirm_seeds, confirm_fidelity, on_gpu=gpus > 0)
+    confirm_cfg = proxy_rules.confirmation_config(target_cfg, proxy_cfg, plan["fidelity"])
+    fresh = {"dataset": dataset, "space": space_id(space), "objectives": metrics, "proxy": proxy_cfg,
+             "proxy_rules": proxy_notes, "target": target_cfg, "sampler": sampler, "seed": seed,
+             "baselines": baselines, "budget": budget, "confirmation": {**plan, "config": confirm_cfg},
              "storage": storage,  # None: sqlite in the output folder
              "study_name": f"autosoft-{out.name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"}
-    from autosoft.train import TrainConfig, load_data
     data = load_data(TrainConfig.from_dict(proxy_cfg))  # unknown data set or missing files: fail before Ray
 
     settings = _settings.save_settings(out, resume=resume, fresh=fresh)
-    rdb = record.open_storage(settings["storage"] or f"sqlite:///{out / 'study.db'}")
+    study_url = settings["storage"] or f"sqlite:///{out / 'study.db'}"
+    if resume and not settings["storage"] and not (out / "study.db").exists():
+        raise AutosoftError(f"--resume: {out / 'study.db'} (the record of that search) is missing; "
+                            "restore it, or start a new search in another --out")
+    rdb = record.open_storage(study_url)
     study = record.open_study(rdb, settings["study_name"], modes, baselines)
     # A resumed search must not draw the same random points again: offset the seed by the trials so far.
-    sampler = make_sampler(len(metrics), budget, seed + len(study.get_trials(deepcopy=False)))
+    trial_sampler = make_sampler(len(metrics), budget, seed + len(study.get_trials(deepcopy=False)), sampler)
     requeued = record.requeue_interrupted(study)
     finished_before = sum(record.state_counts(study).values())
     remaining = budget - finished_before
     start = time.time()
-    if live and (resume or requeued):
-        print(f"[search] resuming {out}: {finished_before} trials finished, {requeued} cut short "
-              f"(enqueued again), {max(remaining, 0)} to go", flush=True)
+    times: dict[str, float] = {}
+    if live:
+        print(f"[search] proxy: {proxy_cfg['model']} {proxy_cfg.get('model_kwargs') or ''}, {proxy_cfg['epochs']} epochs "
+              f"on {proxy_cfg['train_size']} images, batch {proxy_cfg['batch_size']}, "
+              f"{proxy_cfg['val_size']} validation images ({'; '.join(proxy_notes)})", flush=True)
+        if resume or requeued:
+            print(f"[search] resuming {out}: {finished_before} trials finished, {requeued} cut short "
+                  f"(enqueued again), {max(remaining, 0)} to go", flush=True)
 
-    if remaining > 0:
-        started_ray = compat.init_ray(ray_address)
-        try:
+    started_ray = False
+    verdict = confirmed = chance = None
+    try:
+        if remaining > 0:
+            started_ray = compat.init_ray(ray_address)
             concurrent = max_concurrent or compat.max_concurrent(cpus, gpus)
             stopped: set[str] = set()
-            searcher = compat.make_searcher(space_obj, metrics=metrics, modes=modes, sampler=sampler,
+            searcher = compat.make_searcher(space_obj, metrics=metrics, modes=modes, sampler=trial_sampler,
                                             study_name=settings["study_name"], storage=rdb,
                                             epochs=proxy_cfg["epochs"], stopped=stopped)
             view = compat.make_live_view(searcher, budget=budget, metric=metrics[0], mode=modes[0], live=live)
@@ -111,20 +145,97 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
                     storage_path=str(out / "ray"), name=f"run-{run_index}", verbose=0, callbacks=[view],
                     failure_config=tune.FailureConfig(max_failures=0)),
             )
-            with compat.quiet_tune():
-                tuner.fit()
-        finally:
-            if started_ray:
-                import ray
-                ray.shutdown()
-        record.requeue_interrupted(study)
+            try:
+                with compat.quiet_tune():
+                    tuner.fit()
+            finally:
+                record.requeue_interrupted(study)
+            times["trials"] = time.time() - start
 
-    outputs = record.write_outputs(study, out, settings, metrics, modes)
-    counts, finished = outputs["counts"], outputs["finished"]
-    if finished and counts["failed"] == finished:
-        first = next(r for r in outputs["rows"] if r["state"] == "failed")
-        raise AutosoftError(f"all {finished} trials failed; the first (trial {first['number']}): {first['error']}")
+        best = record.best_trial(record.complete_trials(study), modes[0])
+        chance = proxy_rules.chance_note(best.values[0] if best else None,
+                                         data.val.labels if data.val is not None else None, metrics[0])
+        if chance and live:
+            print(f"[search] warning: {chance['message']}", flush=True)
+        extra = {"proxy_rules": proxy_notes, "target": target_cfg, "sampler": sampler}
+        if chance:
+            extra["chance"] = chance
+        finished = sum(record.state_counts(study).values())
+        confirming = plan["top_k"] > 0 and finished >= budget and best is not None and not chance
+        outputs = record.write_outputs(study, out, settings, metrics, modes, extra=extra,
+                                       policy_file="proxy_best.json" if confirming else "policy.json")
+        if finished and outputs["counts"]["failed"] == finished:
+            first = next(r for r in outputs["rows"] if r["state"] == "failed")
+            raise AutosoftError(f"all {finished} trials failed; the first (trial {first['number']}): {first['error']}")
+        if confirming:
+            t0 = time.time()
+            if not started_ray:
+                started_ray = compat.init_ray(ray_address)
+            verdict, confirmed = _confirm(study, out, settings, plan, confirm_cfg, metrics, modes, cpus=cpus,
+                                          gpus=gpus, max_concurrent=max_concurrent, live=live)
+            winner = record.trial_of(study, verdict.winner.candidate.name)
+            extra["confirmation"] = _confirmation_provenance(verdict, plan, confirm_cfg, metrics[0])
+            outputs["policy_path"] = record.export_policy(
+                winner, out / "policy.json", settings=settings, metrics=metrics, finished=outputs["finished"],
+                out=out, extra=extra)
+            times["confirmation"] = time.time() - t0
+    finally:
+        if started_ray:
+            import ray
+            ray.shutdown()
+
     return SearchResult(out_dir=out, policy_path=outputs["policy_path"], best_trial=outputs["best_trial"],
                         best_scores=outputs["best_scores"], objectives=metrics, trials=outputs["rows"],
-                        finished=finished, budget=budget, complete=finished >= budget,
-                        pareto=outputs["pareto"], wall_time_s=time.time() - start)
+                        finished=outputs["finished"], budget=budget, complete=outputs["finished"] >= budget,
+                        pareto=outputs["pareto"], wall_time_s=time.time() - start,
+                        verdict=verdict.text if verdict else None,
+                        confirmation=[_confirmed_row(c) for c in confirmed or ()],
+                        proxy_rank_correlation=verdict.proxy_rank_correlation if verdict else None,
+                        chance=chance["message"] if chance else None, stage_times_s=times)
+
+
+def _confirm(study, out: Path, settings: dict, plan: dict, config: dict, metrics, modes, *, cpus, gpus,
+             max_concurrent, live: bool):
+    """The confirmation stage on Ray: candidates, runs (finished ones skipped), verdict, outputs."""
+    maximize = modes[0] == "max"
+    candidates = confirm_stage.pick_candidates(record.candidate_trials(study), k=plan["top_k"], maximize=maximize,
+                                         baselines=[b for b in settings["baselines"] if record.trial_of(study, b)])
+    seeds = [settings["seed"] + i for i in range(plan["seeds"])]
+    folder = out / "confirm"
+    total = len(candidates) * len(seeds)
+    done = [len(confirm_stage.finished_runs(folder, candidates, seeds))]
+    if live:
+        print(f"[confirm] {len(candidates)} policies x {len(seeds)} seeds at {config['epochs']} epochs "
+              f"({done[0]} of {total} runs done before)", flush=True)
+
+    def on_done(key, final, error):
+        done[0] += 1
+        if live:
+            result = f"{metrics[0]} {final[metrics[0]]:.4f}" if final else f"failed: {error}"
+            print(f"[confirm] {done[0]}/{total} {key[0]} seed {key[1]}: {result}", flush=True)
+
+    concurrent = max_concurrent or compat.max_concurrent(cpus, gpus)
+    finals, errors = confirm_stage.run_confirmation(candidates, config, seeds, folder, cpus=cpus, gpus=gpus,
+                                              max_concurrent=concurrent, on_done=on_done)
+    confirmed = confirm_stage.summarize(candidates, finals, metrics[0])
+    if not any(c.scores for c in confirmed):
+        first = next(iter(errors.items()), None)
+        raise AutosoftError("confirmation: every run failed" + (f"; the first ({first[0][0]} seed {first[0][1]}): "
+                                                                 f"{first[1]}" if first else ""))
+    verdict = confirm_stage.judge(confirmed, maximize=maximize, metric=metrics[0])
+    confirm_stage.write_outputs(confirmed, verdict, out, metrics[0], maximize)
+    return verdict, confirmed
+
+
+def _confirmed_row(c) -> dict:
+    return {"policy": c.candidate.name, "kind": c.candidate.kind, "proxy_score": c.candidate.proxy_score,
+            "scores": list(c.scores), "mean": c.mean if c.scores else None, "std": c.std if c.scores else None}
+
+
+def _confirmation_provenance(verdict, plan: dict, config: dict, metric: str) -> dict:
+    def stats(c):
+        return None if c is None else {"policy": c.candidate.name, "mean": c.mean, "std": c.std, "seeds": len(c.scores)}
+    return {"metric": metric, "winner": stats(verdict.winner), "best_baseline": stats(verdict.best_baseline),
+            "best_searched": stats(verdict.best_searched), "searched_won": verdict.searched_won,
+            "verdict": verdict.text, "proxy_rank_correlation": verdict.proxy_rank_correlation,
+            "top_k": plan["top_k"], "seeds": plan["seeds"], "fidelity": plan["fidelity"], "config": config}

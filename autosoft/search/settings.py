@@ -22,8 +22,9 @@ BASELINES_HARD = ("baseline", "trivialaugment")
 BASELINES_SOFT = ("baseline", "trivialaugment", "softaug")
 # --objective names -> (metric the trainer reports, direction)
 OBJECTIVES = {"acc": ("val_acc", "max"), "ece": ("val_ece", "min"), "nll": ("val_nll", "min")}
-# Settings that must match for --resume (budget, time limit and resources may change).
-RESUME_KEYS = ("dataset", "space", "objectives", "proxy", "seed", "baselines")
+# Settings that must match for --resume (budget, time limit, resources and the number of
+# confirmed policies and seeds may change).
+RESUME_KEYS = ("dataset", "space", "objectives", "proxy", "seed", "baselines", "target", "sampler", "confirmation")
 # Proxy keys a resume may change: threads and the data folder change speed and location, not the search.
 PROXY_FREE_KEYS = ("threads", "data_dir", "download")
 
@@ -74,21 +75,29 @@ def choose_baselines(enqueue_baselines: bool | Sequence[str], samples: list) -> 
     return list(enqueue_baselines or [])
 
 
-def proxy_config(dataset: str, proxy: str | dict = "auto", *, seed: int = 0, data_dir=None,
-                 threads: int | None = None) -> dict:
-    """The proxy task's TrainConfig as a dict: a preset ("cpu" / "gpu", "auto" = by device)
-    with overrides; `proxy` may be a dict of overrides with an optional "preset" key."""
-    import torch
+def proxy_config(dataset: str, proxy: str | dict = "auto", *, target: dict, n_train: int, seed: int = 0,
+                 data_dir=None, threads: int | None = None) -> tuple[dict, list[str]]:
+    """The proxy task's TrainConfig as a dict, and how it was made, in words.
+
+    "auto" derives it from `target` (see `autosoft.search.proxy`); "cpu" / "gpu" start from a
+    fixed preset instead. `proxy` may be a dict of overrides with an optional "preset" key.
+    """
+    from autosoft.search.proxy import derive_proxy
     from autosoft.train import PROXY_PRESETS, TrainConfig
 
     overrides = dict(proxy) if isinstance(proxy, dict) else {"preset": proxy}
     preset = overrides.pop("preset", "auto")
     if preset == "auto":
-        preset = "gpu" if torch.cuda.is_available() else "cpu"
-    if preset not in PROXY_PRESETS:
-        raise AutosoftError(f"unknown proxy preset {preset!r}; allowed: auto, {', '.join(PROXY_PRESETS)}")
-    config = {**PROXY_PRESETS[preset], **overrides, "dataset": dataset, "seed": seed, "data_dir": data_dir,
-              "eval_test": False}
+        base, notes = derive_proxy(target, n_train)
+        notes = ["derived from the target"] + notes
+    elif preset in PROXY_PRESETS:
+        base, notes = PROXY_PRESETS[preset], [f"the {preset!r} preset"]
+    else:
+        raise AutosoftError(f"unknown proxy preset {preset!r}; allowed: auto (derived from the target), "
+                            f"{', '.join(PROXY_PRESETS)}")
+    if overrides:
+        notes.append("overridden: " + ", ".join(sorted(overrides)))
+    config = {**base, **overrides, "dataset": dataset, "seed": seed, "data_dir": data_dir, "eval_test": False}
     if threads is not None:
         config["threads"] = threads
     train_config = TrainConfig.from_dict(config)
@@ -96,7 +105,23 @@ def proxy_config(dataset: str, proxy: str | dict = "auto", *, seed: int = 0, dat
     if not train_config.val_size:
         raise AutosoftError("proxy val_size: expected > 0; the search scores on a validation split carved "
                             "from train, never on the test split")
-    return train_config.to_dict()
+    return train_config.to_dict(), notes
+
+
+def confirmation_plan(top_k: int | None, seeds: int | None, fidelity: float, *, on_gpu: bool) -> dict:
+    """How many searched policies are confirmed, with how many seeds, at what share of the
+    target's epochs; None takes the device's default (`autosoft.search.proxy.CONFIRM_DEFAULTS`)."""
+    from autosoft.search.proxy import CONFIRM_DEFAULTS
+    default_k, default_s = CONFIRM_DEFAULTS["gpu" if on_gpu else "cpu"]
+    top_k = default_k if top_k is None else top_k
+    seeds = default_s if seeds is None else seeds
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise AutosoftError(f"confirm: expected an integer >= 0 (searched policies to retrain; 0 skips), got {top_k!r}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise AutosoftError(f"confirm seeds: expected an integer >= 1, got {seeds!r}")
+    if isinstance(fidelity, bool) or not isinstance(fidelity, (int, float)) or not 0 < fidelity <= 1:
+        raise AutosoftError(f"confirm fidelity: expected a fraction of the target's epochs in (0, 1], got {fidelity!r}")
+    return {"top_k": top_k, "seeds": seeds, "fidelity": float(fidelity)}
 
 
 def output_folder(out_dir, dataset: str, *, resume: bool) -> Path:
@@ -110,7 +135,8 @@ def output_folder(out_dir, dataset: str, *, resume: bool) -> Path:
 def save_settings(out: Path, *, resume: bool, fresh: dict) -> dict:
     """Write search.json for a new search, or check a resumed one matches it; returns the settings in force.
 
-    A resume keeps the saved settings (its study name among them) but takes the new budget and proxy.
+    A resume keeps the saved settings (its study name among them) but takes the new budget, the
+    proxy, target and confirmation settings (equal but for threads, data folder, K and seeds).
     """
     path = out / "search.json"
     if resume and out.exists():
@@ -121,7 +147,8 @@ def save_settings(out: Path, *, resume: bool, fresh: dict) -> dict:
             if _comparable(key, saved.get(key)) != _comparable(key, fresh[key]):
                 raise AutosoftError(f"--resume: {key} differs from the search in {out} "
                                     f"({saved.get(key)!r} there, {fresh[key]!r} now); rerun with the same settings")
-        settings = {**saved, "budget": fresh["budget"], "proxy": fresh["proxy"]}
+        settings = {**saved, "budget": fresh["budget"], "proxy": fresh["proxy"], "target": fresh["target"],
+                    "confirmation": fresh["confirmation"]}
     else:
         out.mkdir(parents=True)
         settings = fresh
@@ -130,6 +157,8 @@ def save_settings(out: Path, *, resume: bool, fresh: dict) -> dict:
 
 
 def _comparable(key: str, value):
-    if key == "proxy" and isinstance(value, dict):
+    if key in ("proxy", "target") and isinstance(value, dict):
         return {k: v for k, v in value.items() if k not in PROXY_FREE_KEYS}
+    if key == "confirmation" and isinstance(value, dict):  # more policies or seeds only add runs
+        return {"config": _comparable("proxy", value.get("config")), "fidelity": value.get("fidelity")}
     return value

@@ -130,9 +130,17 @@ def sample_policies(space: str | SearchSpace, n: int, *, seed: int = 0) -> list:
     return policies
 
 
-def make_sampler(n_objectives: int, budget: int, seed: int):
-    """How the search draws points of a space: TPE for one objective, NSGA-II for two."""
+SAMPLERS = ("tpe", "random")
+
+
+def make_sampler(n_objectives: int, budget: int, seed: int, kind: str = "tpe"):
+    """How the search draws points of a space: TPE for one objective, NSGA-II for two; or
+    uniformly at random ("random": the control a guided search must beat, same budget)."""
     import optuna
+    if kind not in SAMPLERS:
+        raise AutosoftError(f"unknown sampler {kind!r}; allowed: {', '.join(SAMPLERS)}")
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
     if n_objectives > 1:
         return optuna.samplers.NSGAIISampler(population_size=max(4, min(50, budget // 4)), seed=seed)
     from autosoft.search.compat import quiet_experimental_warnings

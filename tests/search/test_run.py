@@ -5,6 +5,7 @@ width-8 proxy net for 2 epochs on 400 CIFAR-10 images, scored on 200 held out.
 """
 
 import csv
+import json
 import os
 import signal
 import sqlite3
@@ -36,7 +37,8 @@ def cluster():
 
 
 def _search(data_root, out, **kw):
-    args = dict(dataset="cifar10", budget=4, space="autoaugment+soft", out_dir=out, proxy=PROXY,
+    # The trial machinery alone (confirmation off); the confirmation stage has its own tests below.
+    args = dict(dataset="cifar10", budget=4, space="autoaugment+soft", out_dir=out, proxy=PROXY, confirm=0,
                 data_dir=str(data_root), cpus_per_trial=1, max_concurrent=2, live=False)
     return run_search(**{**args, **kw})
 
@@ -104,7 +106,7 @@ def test_kill_9_then_resume_loses_and_reruns_nothing(cluster, small_cifar10, tmp
         from autosoft.search import run_search
         run_search(dataset="cifar10", budget=5, space="randaugment+soft", out_dir={str(out)!r},
                    proxy={PROXY!r}, data_dir={str(small_cifar10)!r}, cpus_per_trial=1, max_concurrent=2,
-                   ray_address={cluster!r}, enqueue_baselines=["baseline", "softaug"], live=False)
+                   ray_address={cluster!r}, enqueue_baselines=["baseline", "softaug"], confirm=0, live=False)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     db = out / "study.db"
@@ -177,3 +179,80 @@ def test_bad_input_fails_before_any_trial(tmp_path, small_cifar10):
     assert cli_main(["search", "--dataset", "cifar10", "--budget", "0", "--out", str(tmp_path / "f")]) == 2
     assert cli_main(["search", "--dataset", "cifar10", "--budget", "3", "--space", "bogus",
                      "--out", str(tmp_path / "g")]) == 2
+
+
+# A tiny target: what the confirmation stage retrains (2 epochs of 400 images, width 8).
+TARGET = {"model": "proxy", "model_kwargs": {"width": 8}, "epochs": 2, "batch_size": 100, "lr": 0.1,
+          "warmup_epochs": 0.5, "train_size": 400, "threads": 1}
+
+
+def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10, tmp_path):
+    """The default pipeline: proxy derived from the target, trials, confirmation of 2 policies x 1 seed."""
+    out = tmp_path / "search"
+    kw = dict(budget=3, space="randaugment", enqueue_baselines=["baseline"], target=TARGET,
+              proxy={"epochs": 5, "train_size": 600, "val_size": 200, "batch_size": 50, "lr": 0.2},
+              confirm=1, confirm_seeds=1)
+    result = _search(small_cifar10, out, **kw)
+    settings = json.loads((out / "search.json").read_text())
+    # derived from the target (model, optimizer), then the two overrides
+    assert settings["proxy"]["model_kwargs"] == {"width": 8} and settings["proxy"]["epochs"] == 5
+    assert settings["proxy"]["weight_decay"] == 5e-4 and settings["proxy"]["schedule"] == "onecycle"
+    assert any(note.startswith("batch 100 -> 25") for note in settings["proxy_rules"])  # 400 images: 16 steps
+    assert settings["proxy_rules"][0] == "derived from the target" and "overridden" in settings["proxy_rules"][-1]
+    assert settings["confirmation"]["config"]["epochs"] == 2 and settings["confirmation"]["config"]["val_size"] == 200
+    assert result.chance is None, result.chance
+
+    with open(out / "confirm.csv") as f:
+        confirmed = list(csv.DictReader(f))
+    assert sorted(r["kind"] for r in confirmed) == ["baseline", "searched"]
+    assert all(r["seeds"] == "1" for r in confirmed)
+    winner_row = max(confirmed, key=lambda r: float(r["val_acc_mean"]))
+    assert [r["winner"] for r in confirmed].count("True") == 1 and winner_row["winner"] == "True"
+    assert (out / "confirm.png").stat().st_size > 0 and (out / "proxy_best.json").exists()
+    runs = sorted(p.name for p in (out / "confirm").iterdir())
+    assert runs == sorted(f"{r['policy']}-s0" for r in confirmed)
+    # each confirmation score is its run's own final validation accuracy
+    for r in confirmed:
+        final = json.loads((out / "confirm" / f"{r['policy']}-s0" / "final.json").read_text())
+        assert float(r["val_acc_mean"]) == pytest.approx(final["val_acc"])
+
+    policy = load_policy(str(out / "policy.json"))
+    conf = policy.provenance["confirmation"]
+    assert conf["winner"]["policy"] == winner_row["policy"]
+    assert conf["best_baseline"]["policy"] == "baseline" and conf["seeds"] == 1
+    if winner_row["kind"] == "baseline":
+        assert policy.name == "baseline" and "no searched policy beat the best baseline" in result.verdict
+    else:
+        assert "beats the best baseline" in result.verdict
+    assert result.verdict == conf["verdict"] and len(result.confirmation) == 2
+    assert set(result.stage_times_s) == {"trials", "confirmation"}
+
+    # Resumed with more seeds: the finished run is kept, only the new seed runs.
+    stamps = {p.name: (p / "final.json").stat().st_mtime_ns for p in (out / "confirm").iterdir()}
+    again = _search(small_cifar10, out, resume=True, **{**kw, "confirm_seeds": 2})
+    for name, stamp in stamps.items():
+        assert (out / "confirm" / name / "final.json").stat().st_mtime_ns == stamp
+    assert len(list((out / "confirm").iterdir())) == 4 and all(len(c["scores"]) == 2 for c in again.confirmation)
+    assert "trials" not in again.stage_times_s  # no trial ran again
+
+
+def test_random_sampler_is_the_control(cluster, small_cifar10, tmp_path):
+    out = tmp_path / "search"
+    result = _search(small_cifar10, out, budget=2, space="randaugment", enqueue_baselines=False, sampler="random")
+    assert result.complete and json.loads((out / "search.json").read_text())["sampler"] == "random"
+    with pytest.raises(AutosoftError, match="--resume: sampler differs"):
+        _search(small_cifar10, out, budget=3, space="randaugment", enqueue_baselines=False, resume=True)
+    with pytest.raises(AutosoftError, match="unknown sampler 'grid'; allowed: tpe, random"):
+        _search(small_cifar10, tmp_path / "x", sampler="grid")
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_proxy_at_chance_is_named_and_not_confirmed(cluster, small_cifar10, tmp_path):
+    out = tmp_path / "search"
+    result = _search(small_cifar10, out, budget=2, space="randaugment", enqueue_baselines=False, target=TARGET,
+                     proxy={**PROXY, "lr": 1e-7, "epochs": 1}, confirm=1, confirm_seeds=1)
+    # chance is the majority class's share of these 200 validation images (23 of them), above 1/10
+    assert result.chance and "within noise of chance (0.115" in result.chance and "200 validation images" in result.chance
+    assert result.verdict is None and not (out / "confirm").exists()  # nothing to confirm: no ranking
+    chance = load_policy(str(out / "policy.json")).provenance["chance"]
+    assert chance["chance"] == pytest.approx(0.115) and chance["val_images"] == 200

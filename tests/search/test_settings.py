@@ -36,6 +36,8 @@ def test_budget_and_output_folder(tmp_path):
 def test_resume_check_compares_the_search_not_its_speed(tmp_path):
     fresh = {"dataset": "cifar10", "space": "soft", "objectives": ["val_acc"], "seed": 0, "baselines": [],
              "proxy": {"epochs": 2, "threads": 1, "data_dir": "/a"}, "budget": 4, "storage": None,
+             "target": {"epochs": 8, "data_dir": "/a"}, "sampler": "tpe",
+             "confirmation": {"top_k": 3, "seeds": 2, "fidelity": 1.0, "config": {"epochs": 8, "threads": 1}},
              "study_name": "first"}
     out = tmp_path / "s"
     assert save_settings(out, resume=False, fresh=fresh) == fresh
@@ -49,6 +51,15 @@ def test_resume_check_compares_the_search_not_its_speed(tmp_path):
         save_settings(out, resume=True, fresh={**fresh, "proxy": {"epochs": 3}})
     with pytest.raises(AutosoftError, match="--resume: seed differs"):
         save_settings(out, resume=True, fresh={**fresh, "seed": 1})
+    with pytest.raises(AutosoftError, match="--resume: target differs"):
+        save_settings(out, resume=True, fresh={**fresh, "target": {"epochs": 9, "data_dir": "/a"}})
+    with pytest.raises(AutosoftError, match="--resume: sampler differs"):
+        save_settings(out, resume=True, fresh={**fresh, "sampler": "random"})
+    # more confirmed policies or seeds only add runs; another confirmation config is another stage
+    more = {**fresh["confirmation"], "top_k": 5, "seeds": 3, "config": {"epochs": 8, "threads": 2}}
+    assert save_settings(out, resume=True, fresh={**fresh, "confirmation": more})["confirmation"]["top_k"] == 5
+    with pytest.raises(AutosoftError, match="--resume: confirmation differs"):
+        save_settings(out, resume=True, fresh={**fresh, "confirmation": {**more, "config": {"epochs": 4}}})
     (tmp_path / "other").mkdir()
     with pytest.raises(AutosoftError, match="not a search folder"):
         save_settings(tmp_path / "other", resume=True, fresh=fresh)

@@ -1,0 +1,215 @@
+"""The confirmation stage: the search's best policies and the known baselines, retrained.
+
+Proxy scores are noisy and biased (a short, small proxy favours weak augmentation, and the
+best of many noisy scores is the luckiest one). So the top-K distinct searched policies
+and every known baseline are retrained at confirmation fidelity (the target training, or a
+stated fraction of it) with S seeds, and the winner is chosen on the mean over seeds. If no
+searched policy beats the best baseline, the best baseline is what the search exports.
+
+Each (policy, seed) is an `autosoft train` run directory under ``OUT/confirm/``: a finished
+one is never run again, an interrupted one resumes from its checkpoint. Runs go to Ray like
+the trials (one task each, same resources per run).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from autosoft.errors import AutosoftError
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A policy that goes to confirmation."""
+
+    name: str                  # "trial-17", or the baseline's name
+    policy: dict               # the policy as a dict (Policy.to_dict())
+    kind: str                  # "searched" | "baseline"
+    proxy_score: float | None  # its proxy score (None: a baseline that did not run as a trial)
+
+
+@dataclass
+class Confirmed:
+    """One candidate's confirmation scores over seeds."""
+
+    candidate: Candidate
+    scores: list[float] = field(default_factory=list)   # one per finished seed
+    ece: list[float] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.scores) if self.scores else math.nan
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.scores) if len(self.scores) > 1 else 0.0
+
+
+@dataclass
+class Verdict:
+    winner: Confirmed
+    best_baseline: Confirmed | None
+    best_searched: Confirmed | None
+    margin: float | None        # winner (or best searched) minus best baseline, in score units
+    pooled_std: float | None    # of the two compared
+    searched_won: bool
+    text: str
+    proxy_rank_correlation: float | None   # Spearman, proxy score vs confirmation mean
+
+
+def pick_candidates(trials: Sequence[dict], *, k: int, maximize: bool, baselines: Sequence[str]) -> list[Candidate]:
+    """Top-k distinct searched policies by proxy score, then every baseline.
+
+    `trials`: finished, complete trials as {"number", "score", "policy" (dict), "fixed_policy"
+    (a baseline's name or None)}. Two trials with the same policy count once (the better).
+    """
+    from autosoft.policy import load_policy
+
+    searched = [t for t in trials if not t.get("fixed_policy") and t.get("score") is not None
+                and math.isfinite(t["score"])]
+    searched.sort(key=lambda t: t["score"], reverse=maximize)
+    picked, seen = [], set()
+    for t in searched:
+        key = json.dumps(t["policy"], sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        picked.append(Candidate(f"trial-{t['number']}", t["policy"], "searched", t["score"]))
+        if len(picked) == k:
+            break
+    ran = {t["fixed_policy"]: t.get("score") for t in trials if t.get("fixed_policy")}
+    for name in baselines:
+        picked.append(Candidate(name, load_policy(name).to_dict(), "baseline", ran.get(name)))
+    return picked
+
+
+def summarize(candidates: Sequence[Candidate], finals: dict[tuple[str, int], dict], metric: str) -> list[Confirmed]:
+    """Confirmation scores per candidate from the finished runs' final.json, keyed (name, seed)."""
+    out = []
+    for c in candidates:
+        conf = Confirmed(c)
+        for (name, _seed), final in sorted(finals.items()):
+            if name == c.name and final.get(metric) is not None:
+                conf.scores.append(final[metric])
+                conf.ece.append(final.get("val_ece"))
+        out.append(conf)
+    return out
+
+
+def judge(confirmed: Sequence[Confirmed], *, maximize: bool, metric: str) -> Verdict:
+    """The winner on the mean, and the verdict in words (scores in points when they are accuracies)."""
+    from scipy.stats import spearmanr
+
+    done = [c for c in confirmed if c.scores]
+    if not done:
+        raise AutosoftError("confirmation: no run finished, so there is nothing to compare")
+    sign = 1 if maximize else -1
+    best = lambda group: max(group, key=lambda c: sign * c.mean) if group else None  # noqa: E731
+    baselines = [c for c in done if c.candidate.kind == "baseline"]
+    searched = [c for c in done if c.candidate.kind == "searched"]
+    best_base, best_search = best(baselines), best(searched)
+    # A searched policy must beat the best baseline to be exported; a tie goes to the baseline.
+    beats = best_search is not None and (best_base is None or sign * (best_search.mean - best_base.mean) > 0)
+    winner = best_search if beats else best_base
+    scale, unit = (100.0, " points") if metric.endswith("acc") else (1.0, "")
+
+    def fmt(c: Confirmed) -> str:
+        return f"{c.candidate.name} {scale * c.mean:.2f} ± {scale * c.std:.2f} ({len(c.scores)} seeds)"
+
+    margin = pooled = None
+    if best_base is not None and best_search is not None:
+        margin = sign * (best_search.mean - best_base.mean)
+        pooled = math.sqrt((best_search.std ** 2 + best_base.std ** 2) / 2)
+    searched_won = winner.candidate.kind == "searched"
+    if best_base is None:
+        text = f"confirmation winner: {fmt(winner)}; no baseline was confirmed to compare with"
+    elif searched_won:
+        clear = "more than" if margin > pooled else "within"
+        text = (f"the searched policy beats the best baseline by {scale * margin:+.2f}{unit} of {metric} "
+                f"({clear} the pooled seed std of {scale * pooled:.2f}): {fmt(winner)} vs {fmt(best_base)}")
+    elif best_search is None:
+        text = f"no searched policy was confirmed; exporting the best baseline: {fmt(best_base)}"
+    else:
+        text = (f"no searched policy beat the best baseline: {fmt(best_base)} vs best searched "
+                f"{fmt(best_search)} ({scale * margin:+.2f}{unit}); exporting {best_base.candidate.name}")
+    with_proxy = [c for c in done if c.candidate.proxy_score is not None]
+    rho = None
+    if len(with_proxy) >= 3:
+        rho = float(spearmanr([c.candidate.proxy_score for c in with_proxy], [c.mean for c in with_proxy]).statistic)
+        if math.isnan(rho):
+            rho = None
+    return Verdict(winner, best_base, best_search, margin, pooled, searched_won, text, rho)
+
+
+def write_outputs(confirmed: Sequence[Confirmed], verdict: Verdict, out: Path, metric: str, maximize: bool) -> None:
+    """confirm.csv (one row per policy) and confirm.png (every seed's score, mean and spread)."""
+    import warnings
+
+    from autosoft import plots
+    from autosoft.search.record import write_csv
+    rows = [{"policy": c.candidate.name, "kind": c.candidate.kind, "proxy_score": c.candidate.proxy_score,
+             "seeds": len(c.scores), f"{metric}_mean": c.mean if c.scores else None,
+             f"{metric}_std": c.std if c.scores else None, "winner": c is verdict.winner,
+             "scores": " ".join(f"{s:.4f}" for s in c.scores)} for c in confirmed]
+    write_csv(rows, out / "confirm.csv")
+    try:
+        plots.confirmation([(c.candidate.name, c.candidate.kind == "baseline", c.scores) for c in confirmed if c.scores],
+                           out / "confirm.png", metric=metric, maximize=maximize, winner=verdict.winner.candidate.name)
+    except Exception as e:  # a plot must never cost the search its results (written above)
+        warnings.warn(f"could not draw {out / 'confirm.png'}: {type(e).__name__}: {e}")
+
+
+def _confirm_run(config: dict, policy: dict, run_dir: str) -> dict:
+    """One confirmation run (in a Ray worker): an ordinary, resumable `autosoft train` run."""
+    from autosoft.policy import Policy
+    from autosoft.train import TrainConfig, train
+    return train(TrainConfig.from_dict(config), Policy.from_dict(policy, source=run_dir), run_dir=run_dir, quiet=True)
+
+
+def run_dir_name(name: str, seed: int) -> str:
+    return f"{name}-s{seed}"
+
+
+def finished_runs(folder: Path, candidates: Sequence[Candidate], seeds: Sequence[int]) -> dict[tuple[str, int], dict]:
+    out = {}
+    for c in candidates:
+        for s in seeds:
+            path = folder / run_dir_name(c.name, s) / "final.json"
+            if path.exists():
+                out[(c.name, s)] = json.loads(path.read_text())
+    return out
+
+
+def run_confirmation(candidates: Sequence[Candidate], config: dict, seeds: Sequence[int], folder: Path, *,
+                     cpus: float, gpus: float, max_concurrent: int, on_done=None) -> tuple[dict, dict]:
+    """Train every (candidate, seed) not finished yet, `max_concurrent` at a time on Ray.
+
+    Returns (finals keyed (name, seed), errors keyed (name, seed) -> one line). Ray must be up.
+    """
+    import ray
+
+    folder.mkdir(parents=True, exist_ok=True)
+    finals = finished_runs(folder, candidates, seeds)
+    todo = [(c, s) for s in seeds for c in candidates if (c.name, s) not in finals]  # seed-major
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_confirm_run)
+    pending: dict = {}
+    errors: dict = {}
+    while todo or pending:
+        while todo and len(pending) < max_concurrent:
+            c, s = todo.pop(0)
+            ref = task.remote({**config, "seed": s}, c.policy, str(folder / run_dir_name(c.name, s)))
+            pending[ref] = (c.name, s)
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        key = pending.pop(ready[0])
+        try:
+            finals[key] = ray.get(ready[0])
+        except Exception as e:  # a failed run is reported, the others go on
+            errors[key] = " ".join(str(getattr(e, "cause", e)).split())[:300]
+        if on_done is not None:
+            on_done(key, finals.get(key), errors.get(key))
+    return finals, errors

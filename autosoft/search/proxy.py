@@ -1,0 +1,137 @@
+"""The proxy task, derived from the target: the training the searched policy is for.
+
+A search knows its target (`autosoft train`'s defaults for the data set, or a target config
+file) and derives the proxy from it by fixed rules, so that the proxy ranks policies the way
+the target would: the same model and optimizer, a complete schedule (warm-up, decay to zero)
+compressed to a fraction of the target's cost, enough optimizer steps whatever the data
+set's size, and a validation split large enough that its noise stays below the differences
+being ranked. `experiments/proxy_fidelity.py` measures how well candidate rules rank a fixed
+panel of policies (Spearman against the target) and what they cost; the numbers behind the
+rules below are in `experiments/results/proxy_fidelity/fidelity.md`.
+
+>>> p, notes = derive_proxy({"epochs": 40, "batch_size": 256, "lr": 0.2, "warmup_epochs": 2,
+...                          "train_size": 5000, "val_size": 1000}, n_train=50000)
+>>> p["epochs"], p["train_size"], p["val_size"], p["batch_size"], p["warmup_epochs"]
+(10, 5000, 5000, 256, 0.5)
+>>> p, notes = derive_proxy({"epochs": 10, "batch_size": 256, "lr": 0.2, "warmup_epochs": 1,
+...                          "train_size": None, "val_size": 0}, n_train=1442)
+>>> p["batch_size"], p["lr"], p["val_size"], p["train_size"], p["epochs"]
+(128, 0.1, 144, 1298, 14)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from autosoft.errors import AutosoftError
+
+PROXY_COST = 0.25             # one trial costs about this fraction of one target run (images seen)
+PROXY_MIN_EPOCHS = 8          # a complete schedule, compressed: below this, the data is cut instead
+PROXY_VAL_SHARE = 0.1         # validation: this share of the train split ...
+PROXY_VAL_RANGE = (100, 5000)  # ... within these bounds (an accuracy's std error is ~0.65 points at 5,000)
+MIN_STEPS_PER_EPOCH = 10      # smaller data sets get smaller batches (the lr scaled with the batch)
+MIN_BATCH = 16
+MIN_STEPS = 150               # optimizer steps a trial gets at least, even past the cost fraction
+CONFIRM_DEFAULTS = {"cpu": (3, 2), "gpu": (5, 3)}   # device -> (top-K searched policies, seeds)
+
+
+def target_config(dataset: str, target=None, *, data_dir=None) -> dict:
+    """The target TrainConfig as a dict: `autosoft train`'s defaults for `dataset`, a config
+    file's path, or a dict of TrainConfig fields. The search's data set and data folder win."""
+    from autosoft.train import TrainConfig
+
+    if target is None:
+        fields = {}
+    elif isinstance(target, dict):
+        fields = dict(target)
+    else:
+        path = Path(target)
+        try:
+            fields = json.loads(path.read_text())
+        except OSError as e:
+            raise AutosoftError(f"--target-config {path}: cannot read it ({e.strerror})") from None
+        except json.JSONDecodeError as e:
+            raise AutosoftError(f"--target-config {path}: invalid JSON at line {e.lineno} ({e.msg})") from None
+        if not isinstance(fields, dict):
+            raise AutosoftError(f"--target-config {path}: expected a JSON object of train settings")
+    given = fields.get("dataset")
+    if given is not None and given != dataset:
+        raise AutosoftError(f"the target config trains on {given!r} but the search is on {dataset!r}; "
+                            "use the same data set")
+    fields.update(dataset=dataset, data_dir=None if data_dir is None else str(data_dir))
+    config = TrainConfig.from_dict(fields)
+    config.validate()
+    return config.to_dict()
+
+
+def derive_proxy(target: dict, n_train: int, *, cost: float = PROXY_COST) -> tuple[dict, list[str]]:
+    """The proxy's TrainConfig fields for `target` on a train split of `n_train` images, and
+    the rules that changed something, in words (search.json keeps them)."""
+    notes: list[str] = []
+    lo, hi = PROXY_VAL_RANGE
+    val = int(min(hi, max(lo, PROXY_VAL_SHARE * n_train)))
+    if val > n_train // 2:
+        raise AutosoftError(f"the train split has {n_train} images: too few to hold out {val} for validating "
+                            f"the trials; add data, or set --val-size and --train-size yourself")
+    target_train = min(target.get("train_size") or n_train, n_train - (target.get("val_size") or 0))
+    images = cost * target["epochs"] * target_train          # what one trial may see
+    train_n = min(n_train - val, target_train)
+    batch = target["batch_size"]
+    while train_n / batch < MIN_STEPS_PER_EPOCH and batch // 2 >= MIN_BATCH:
+        batch //= 2
+    if batch != target["batch_size"]:
+        notes.append(f"batch {target['batch_size']} -> {batch}: at least {MIN_STEPS_PER_EPOCH} steps an epoch "
+                     f"on {train_n} images (lr scaled alike)")
+    full = train_n
+    epochs = max(1, round(images / train_n))
+    if epochs < PROXY_MIN_EPOCHS:  # keep a complete schedule: fewer images rather than fewer epochs
+        epochs = min(PROXY_MIN_EPOCHS, target["epochs"])
+        train_n = min(train_n, max(int(images / epochs), 2 * batch))
+    if epochs * math.ceil(train_n / batch) < MIN_STEPS:  # too few steps to learn anything: all the data
+        train_n = full
+        epochs = max(epochs, math.ceil(MIN_STEPS / math.ceil(train_n / batch)))
+        notes.append(f"{epochs} epochs of {train_n} images: at least {MIN_STEPS} optimizer steps per trial, "
+                     f"even past {cost:g} of the target's cost")
+    elif train_n < full:
+        notes.append(f"train subset of {train_n} images, so that {epochs} epochs cost {cost:g} of the target")
+    scale = epochs / target["epochs"]
+    proxy = {**target, "epochs": epochs, "train_size": train_n, "val_size": val, "batch_size": batch,
+             "lr": target["lr"] * batch / target["batch_size"],
+             "warmup_epochs": target.get("warmup_epochs", 1.0) * scale,
+             "weak_aug_epochs": min(epochs, round(target.get("weak_aug_epochs", 0) * scale)),
+             "eval_test": False}
+    return proxy, notes
+
+
+def confirmation_config(target: dict, proxy: dict, fidelity: float = 1.0) -> dict:
+    """The target with `fidelity` of its epochs, scored on a validation split as large as the proxy's."""
+    if not 0 < fidelity <= 1:
+        raise AutosoftError(f"confirmation fidelity: expected a fraction in (0, 1], got {fidelity!r}")
+    epochs = max(1, round(target["epochs"] * fidelity))
+    scale = epochs / target["epochs"]
+    return {**target, "epochs": epochs, "warmup_epochs": target.get("warmup_epochs", 1.0) * scale,
+            "weak_aug_epochs": min(epochs, round(target.get("weak_aug_epochs", 0) * scale)),
+            "val_size": max(target.get("val_size") or 0, proxy["val_size"]), "eval_test": False,
+            "threads": proxy.get("threads")}
+
+
+def chance_note(best_score: float | None, val_labels, metric: str = "val_acc") -> dict | None:
+    """If the best validation accuracy is within noise of chance (or of always predicting the
+    majority class), what to tell the user; else None."""
+    import torch
+
+    if metric != "val_acc" or best_score is None or val_labels is None or len(val_labels) == 0:
+        return None
+    n = len(val_labels)
+    counts = torch.bincount(val_labels.cpu())
+    chance = max(1.0 / max(int((counts > 0).sum()), 1), counts.max().item() / n)
+    noise = 3 * math.sqrt(chance * (1 - chance) / n)   # three standard errors of an accuracy at chance
+    if best_score > chance + noise:
+        return None
+    return {"best": best_score, "chance": chance, "noise": noise, "val_images": n,
+            "message": (f"the best trial scored {best_score:.3f}, within noise of chance ({chance:.3f} ± {noise:.3f} "
+                        f"on {n} validation images): the proxy learned nothing, so its ranking means nothing. "
+                        "Give the target (and so the proxy) more epochs or a smaller batch (--target-config), "
+                        "check the labels, or use more data")}

@@ -1,0 +1,101 @@
+"""The proxy derived from the target, the confirmation config and the chance check: known answers, no Ray."""
+
+import json
+
+import pytest
+import torch
+
+from autosoft.errors import AutosoftError
+from autosoft.search.proxy import (MIN_STEPS, chance_note, confirmation_config, derive_proxy, target_config)
+from autosoft.search.settings import confirmation_plan, proxy_config
+
+W32 = {"epochs": 40, "batch_size": 256, "lr": 0.2, "warmup_epochs": 2, "train_size": 5000, "val_size": 1000,
+       "model": "proxy", "model_kwargs": {"width": 32}, "weak_aug_epochs": 0}
+
+
+def test_table_regime_keeps_model_and_data_and_compresses_epochs():
+    proxy, notes = derive_proxy(W32, n_train=50000)
+    assert proxy["model_kwargs"] == {"width": 32} and proxy["batch_size"] == 256 and proxy["lr"] == 0.2
+    assert proxy["epochs"] == 10 and proxy["train_size"] == 5000  # a quarter of the images seen
+    assert proxy["val_size"] == 5000 and proxy["warmup_epochs"] == 0.5 and proxy["eval_test"] is False
+    assert notes == []
+
+
+def test_whole_train_split_target_cuts_data_to_keep_a_complete_schedule():
+    target = {**W32, "epochs": 10, "train_size": None, "val_size": 0}
+    proxy, notes = derive_proxy(target, n_train=50000)
+    # 0.25 x 10 epochs x 50,000 images = 125,000 images: 8 epochs of 15,625 rather than 3 of 45,000
+    assert proxy["epochs"] == 8 and proxy["train_size"] == 15625 and proxy["val_size"] == 5000
+    assert notes == ["train subset of 15625 images, so that 8 epochs cost 0.25 of the target"]
+
+
+def test_small_data_set_gets_smaller_batches_and_enough_steps():
+    target = {**W32, "epochs": 10, "train_size": None, "val_size": 0}
+    proxy, notes = derive_proxy(target, n_train=1442)
+    assert proxy["val_size"] == 144 and proxy["train_size"] == 1298
+    assert proxy["batch_size"] == 128 and proxy["lr"] == pytest.approx(0.1)
+    steps = proxy["epochs"] * -(-proxy["train_size"] // proxy["batch_size"])
+    assert steps >= MIN_STEPS and proxy["epochs"] == 14
+    assert notes[0].startswith("batch 256 -> 128") and "at least 150 optimizer steps" in notes[1]
+    with pytest.raises(AutosoftError, match="too few to hold out 100"):
+        derive_proxy(target, n_train=150)
+
+
+def test_target_config_from_defaults_file_or_dict(tmp_path):
+    assert target_config("cifar100")["dataset"] == "cifar100" and target_config("cifar100")["epochs"] == 10
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"epochs": 40, "model_kwargs": {"width": 32}}))
+    assert target_config("cifar10", str(path), data_dir="/d")["epochs"] == 40
+    assert target_config("cifar10", str(path), data_dir="/d")["data_dir"] == "/d"
+    with pytest.raises(AutosoftError, match="trains on 'cifar100' but the search is on 'cifar10'"):
+        target_config("cifar10", {"dataset": "cifar100"})
+    path.write_text("{oops")
+    with pytest.raises(AutosoftError, match="invalid JSON at line 1"):
+        target_config("cifar10", str(path))
+    with pytest.raises(AutosoftError, match="cannot read it"):
+        target_config("cifar10", str(tmp_path / "missing.json"))
+    with pytest.raises(AutosoftError, match="unknown field 'epoch'"):
+        target_config("cifar10", {"epoch": 3})
+    with pytest.raises(AutosoftError, match="epochs: expected an integer >= 1"):
+        target_config("cifar10", {"epochs": 0})
+
+
+def test_proxy_config_auto_preset_and_overrides():
+    target = target_config("cifar10", W32)
+    auto, notes = proxy_config("cifar10", "auto", target=target, n_train=50000, threads=1)
+    assert auto["epochs"] == 10 and auto["threads"] == 1 and notes == ["derived from the target"]
+    preset, notes = proxy_config("cifar10", "cpu", target=target, n_train=50000)
+    assert preset["model_kwargs"] == {"width": 16} and preset["epochs"] == 15 and notes == ["the 'cpu' preset"]
+    over, notes = proxy_config("cifar10", {"epochs": 3}, target=target, n_train=50000)
+    assert over["epochs"] == 3 and over["train_size"] == 5000 and notes[-1] == "overridden: epochs"
+    with pytest.raises(AutosoftError, match="allowed: auto \\(derived from the target\\), cpu, gpu"):
+        proxy_config("cifar10", "tpu", target=target, n_train=50000)
+
+
+def test_confirmation_config_and_plan():
+    proxy, _ = derive_proxy(W32, n_train=50000)
+    full = confirmation_config(W32, proxy)
+    assert full["epochs"] == 40 and full["val_size"] == 5000 and full["eval_test"] is False
+    half = confirmation_config(W32, proxy, 0.5)
+    assert half["epochs"] == 20 and half["warmup_epochs"] == 1.0
+    with pytest.raises(AutosoftError, match="fraction in \\(0, 1\\]"):
+        confirmation_config(W32, proxy, 1.5)
+    assert confirmation_plan(None, None, 1.0, on_gpu=False) == {"top_k": 3, "seeds": 2, "fidelity": 1.0}
+    assert confirmation_plan(None, None, 1.0, on_gpu=True) == {"top_k": 5, "seeds": 3, "fidelity": 1.0}
+    assert confirmation_plan(0, 1, 0.25, on_gpu=False)["top_k"] == 0
+    for bad, match in (((-1, 2, 1.0), "confirm: expected an integer >= 0"), ((1, 0, 1.0), "confirm seeds"),
+                       ((1, 1, 0.0), "confirm fidelity")):
+        with pytest.raises(AutosoftError, match=match):
+            confirmation_plan(*bad, on_gpu=False)
+
+
+def test_chance_note_uses_the_majority_class_and_the_noise():
+    balanced = torch.arange(1000) % 10  # chance 0.1, three std errors 0.028
+    assert chance_note(0.12, balanced)["chance"] == pytest.approx(0.1)
+    assert chance_note(0.12, balanced)["noise"] == pytest.approx(3 * (0.1 * 0.9 / 1000) ** 0.5)
+    assert chance_note(0.135, balanced) is None
+    skewed = torch.cat([torch.zeros(700), torch.ones(300)]).long()  # always "0" scores 0.70
+    note = chance_note(0.72, skewed)
+    assert note["chance"] == pytest.approx(0.7) and "within noise of chance (0.700" in note["message"]
+    assert chance_note(0.9, skewed) is None
+    assert chance_note(0.2, balanced, metric="val_ece") is None and chance_note(None, balanced) is None
