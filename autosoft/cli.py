@@ -167,6 +167,8 @@ def _add_search_parser(subparsers) -> argparse.ArgumentParser:
                    help="confirmation runs train F of the target's epochs (default 1: the target itself)")
     p.add_argument("--sampler", default="tpe", choices=("tpe", "random"),
                    help="tpe (default) | random: uniform draws, the control a search must beat")
+    p.add_argument("--early-stopping", choices=("off", "asha"),
+                   help="off (default): every trial runs its whole schedule; asha: stop weak trials at 2/3 of it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-baselines", action="store_true", help="do not run the known policies first")
     add_data_flags(p)
@@ -187,7 +189,8 @@ def _search(args) -> int:
                         ray_address=args.ray_address, time_limit_s=args.time_limit,
                         proxy=_proxy_settings(args), target=args.target_config, confirm=args.confirm,
                         confirm_seeds=args.confirm_seeds, confirm_fidelity=args.confirm_fidelity,
-                        sampler=args.sampler, cpus_per_trial=args.cpus_per_trial,
+                        sampler=args.sampler, early_stopping=args.early_stopping,
+                        cpus_per_trial=args.cpus_per_trial,
                         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, seed=args.seed,
                         data_dir=args.data_dir, enqueue_baselines=not args.no_baselines)
     print(repr(result))

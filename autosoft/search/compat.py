@@ -212,8 +212,9 @@ def make_searcher(space, *, metrics, modes, sampler, study_name, storage, epochs
     return StudySearcher()
 
 
-def make_scheduler(epochs: int, stopped: set):
-    """ASHA on val_acc per epoch; remembers which trials it stopped before their last epoch.
+def make_scheduler(epochs: int, stopped: set, grace_fraction: float):
+    """ASHA on val_acc per epoch, first rung at `grace_fraction` of the schedule; remembers
+    which trials it stopped before their last epoch.
 
     ray 2.60.0 tells a searcher that ASHA stopped a trial exactly as it tells it of a trial cut
     short by the time limit (on_trial_complete, no result): the `stopped` set tells them apart.
@@ -231,10 +232,10 @@ def make_scheduler(epochs: int, stopped: set):
                 stopped.add(trial.trial_id)
             return action
 
-    # Grace of a third of the schedule: strong augmentation trails weak augmentation in the
-    # first epochs, and a shorter grace mostly stops policies that would have caught up.
-    return Scheduler(metric="val_acc", mode="max", max_t=epochs, grace_period=max(1, epochs // 3),
-                     reduction_factor=3)
+    # Strong augmentation trails weak augmentation in the first epochs: an early rung mostly
+    # stops policies that would have caught up (see autosoft.search.proxy.ASHA_GRACE).
+    return Scheduler(metric="val_acc", mode="max", max_t=epochs,
+                     grace_period=max(1, round(epochs * grace_fraction)), reduction_factor=3)
 
 
 def error_line(trial) -> str:

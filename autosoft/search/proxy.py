@@ -35,6 +35,12 @@ MIN_STEPS_PER_EPOCH = 10      # smaller data sets get smaller batches (the lr sc
 MIN_BATCH = 16
 MIN_STEPS = 150               # optimizer steps a trial gets at least, even past the cost fraction
 CONFIRM_DEFAULTS = {"cpu": (3, 2), "gpu": (5, 3)}   # device -> (top-K searched policies, seeds)
+# Early stopping. On the fidelity panel, the proxies' validation accuracy at a third and at
+# half of their schedule ranked policies against the target's order (negative Spearman on
+# the first policies measured), so by default every trial runs its whole (already compressed)
+# schedule; "asha" puts its first rung at ASHA_GRACE of the schedule.
+EARLY_STOPPING = ("off", "asha")   # the first is the default
+ASHA_GRACE = 2 / 3
 
 
 def target_config(dataset: str, target=None, *, data_dir=None) -> dict:

@@ -46,7 +46,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
                objectives: str | Sequence[str] = ("val_acc",), storage: str | None = None,
                ray_address: str | None = None, time_limit_s: str | float | None = None, proxy: str | dict = "auto",
                target: str | dict | None = None, confirm: int | None = None, confirm_seeds: int | None = None,
-               confirm_fidelity: float = 1.0, sampler: str = "tpe",
+               confirm_fidelity: float = 1.0, sampler: str = "tpe", early_stopping: str | None = None,
                cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
                max_concurrent: int | None = None, seed: int = 0, data_dir=None,
                enqueue_baselines: bool | Sequence[str] = True, live: bool = True) -> SearchResult:
@@ -57,7 +57,8 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     `autosoft train`'s defaults for `dataset`); the proxy is derived from it unless `proxy`
     names a preset. `confirm` searched policies (default by device; 0 skips the stage) and the
     known baselines are retrained `confirm_seeds` times at `confirm_fidelity` of the target's
-    epochs; the winner on the mean is exported. `sampler`: "tpe" (the search) or "random"
+    epochs; the winner on the mean is exported. `early_stopping`: "off" (default) or "asha" (first rung
+    at 2/3 of the proxy's schedule). `sampler`: "tpe" (the search) or "random"
     (the control). `resume=True` continues the search in `out_dir`: finished trials and
     confirmation runs are kept, cut-short ones run again. `time_limit_s` (seconds or "30m")
     bounds the trials. See `autosoft.search` for the output files.
@@ -77,6 +78,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     time_limit_s = _settings.parse_time_limit(time_limit_s)
     metrics, modes = _settings.parse_objectives(objectives)
     make_sampler(len(metrics), budget, seed, sampler)  # an unknown sampler fails here
+    early_stopping = _settings.check_early_stopping(early_stopping)
     space_obj = load_space(space)
     samples = sample_policies(space_obj, 16, seed=seed)  # a broken space file fails here, before Ray starts
     baselines = _settings.choose_baselines(enqueue_baselines, samples)
@@ -93,6 +95,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     fresh = {"dataset": dataset, "space": space_id(space), "objectives": metrics, "proxy": proxy_cfg,
              "proxy_rules": proxy_notes, "target": target_cfg, "sampler": sampler, "seed": seed,
              "baselines": baselines, "budget": budget, "confirmation": {**plan, "config": confirm_cfg},
+             "early_stopping": early_stopping,
              "storage": storage,  # None: sqlite in the output folder
              "study_name": f"autosoft-{out.name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"}
     data = load_data(TrainConfig.from_dict(proxy_cfg))  # unknown data set or missing files: fail before Ray
@@ -129,6 +132,8 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
             searcher = compat.make_searcher(space_obj, metrics=metrics, modes=modes, sampler=trial_sampler,
                                             study_name=settings["study_name"], storage=rdb,
                                             epochs=proxy_cfg["epochs"], stopped=stopped)
+            scheduler = None if early_stopping == "off" else \
+                compat.make_scheduler(proxy_cfg["epochs"], stopped, proxy_rules.ASHA_GRACE)
             view = compat.make_live_view(searcher, budget=budget, metric=metrics[0], mode=modes[0], live=live)
             trainable = tune.with_resources(tune.with_parameters(compat.run_trial, proxy=proxy_cfg, data=data),
                                             {"cpu": cpus, "gpu": gpus})
@@ -136,7 +141,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(
-                    search_alg=searcher, scheduler=compat.make_scheduler(proxy_cfg["epochs"], stopped),
+                    search_alg=searcher, scheduler=scheduler,
                     num_samples=remaining, max_concurrent_trials=concurrent, time_budget_s=time_limit_s,
                     reuse_actors=True,  # a new actor per trial costs seconds (Python start, torch import)
                     trial_name_creator=lambda t: f"trial-{t.config.get('trial_number', t.trial_id)}",

@@ -24,7 +24,8 @@ BASELINES_SOFT = ("baseline", "trivialaugment", "softaug")
 OBJECTIVES = {"acc": ("val_acc", "max"), "ece": ("val_ece", "min"), "nll": ("val_nll", "min")}
 # Settings that must match for --resume (budget, time limit, resources and the number of
 # confirmed policies and seeds may change).
-RESUME_KEYS = ("dataset", "space", "objectives", "proxy", "seed", "baselines", "target", "sampler", "confirmation")
+RESUME_KEYS = ("dataset", "space", "objectives", "proxy", "seed", "baselines", "target", "sampler", "confirmation",
+               "early_stopping")
 # Proxy keys a resume may change: threads and the data folder change speed and location, not the search.
 PROXY_FREE_KEYS = ("threads", "data_dir", "download")
 
@@ -122,6 +123,15 @@ def confirmation_plan(top_k: int | None, seeds: int | None, fidelity: float, *, 
     if isinstance(fidelity, bool) or not isinstance(fidelity, (int, float)) or not 0 < fidelity <= 1:
         raise AutosoftError(f"confirm fidelity: expected a fraction of the target's epochs in (0, 1], got {fidelity!r}")
     return {"top_k": top_k, "seeds": seeds, "fidelity": float(fidelity)}
+
+
+def check_early_stopping(kind: str | None) -> str:
+    """"off" (every trial runs its whole schedule) or "asha"; None takes the default."""
+    from autosoft.search.proxy import EARLY_STOPPING
+    kind = EARLY_STOPPING[0] if kind is None else kind
+    if kind not in EARLY_STOPPING:
+        raise AutosoftError(f"unknown early stopping {kind!r}; allowed: {', '.join(EARLY_STOPPING)}")
+    return kind
 
 
 def output_folder(out_dir, dataset: str, *, resume: bool) -> Path:

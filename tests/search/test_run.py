@@ -39,6 +39,7 @@ def cluster():
 def _search(data_root, out, **kw):
     # The trial machinery alone (confirmation off); the confirmation stage has its own tests below.
     args = dict(dataset="cifar10", budget=4, space="autoaugment+soft", out_dir=out, proxy=PROXY, confirm=0,
+                early_stopping="asha",
                 data_dir=str(data_root), cpus_per_trial=1, max_concurrent=2, live=False)
     return run_search(**{**args, **kw})
 
@@ -106,7 +107,8 @@ def test_kill_9_then_resume_loses_and_reruns_nothing(cluster, small_cifar10, tmp
         from autosoft.search import run_search
         run_search(dataset="cifar10", budget=5, space="randaugment+soft", out_dir={str(out)!r},
                    proxy={PROXY!r}, data_dir={str(small_cifar10)!r}, cpus_per_trial=1, max_concurrent=2,
-                   ray_address={cluster!r}, enqueue_baselines=["baseline", "softaug"], confirm=0, live=False)
+                   ray_address={cluster!r}, enqueue_baselines=["baseline", "softaug"], confirm=0,
+                   early_stopping="asha", live=False)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     db = out / "study.db"
@@ -189,7 +191,7 @@ TARGET = {"model": "proxy", "model_kwargs": {"width": 8}, "epochs": 2, "batch_si
 def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10, tmp_path):
     """The default pipeline: proxy derived from the target, trials, confirmation of 2 policies x 1 seed."""
     out = tmp_path / "search"
-    kw = dict(budget=3, space="randaugment", enqueue_baselines=["baseline"], target=TARGET,
+    kw = dict(budget=3, space="randaugment", enqueue_baselines=["baseline"], target=TARGET, early_stopping=None,
               proxy={"epochs": 5, "train_size": 600, "val_size": 200, "batch_size": 50, "lr": 0.2},
               confirm=1, confirm_seeds=1)
     result = _search(small_cifar10, out, **kw)
@@ -201,6 +203,7 @@ def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10
     assert settings["proxy_rules"][0] == "derived from the target" and "overridden" in settings["proxy_rules"][-1]
     assert settings["confirmation"]["config"]["epochs"] == 2 and settings["confirmation"]["config"]["val_size"] == 200
     assert result.chance is None, result.chance
+    assert settings["early_stopping"] == "off" and all(r["state"] == "complete" for r in _rows(out))
 
     with open(out / "confirm.csv") as f:
         confirmed = list(csv.DictReader(f))
@@ -244,6 +247,8 @@ def test_random_sampler_is_the_control(cluster, small_cifar10, tmp_path):
         _search(small_cifar10, out, budget=3, space="randaugment", enqueue_baselines=False, resume=True)
     with pytest.raises(AutosoftError, match="unknown sampler 'grid'; allowed: tpe, random"):
         _search(small_cifar10, tmp_path / "x", sampler="grid")
+    with pytest.raises(AutosoftError, match="unknown early stopping 'median'; allowed: off, asha"):
+        _search(small_cifar10, tmp_path / "x", early_stopping="median")
     assert not (tmp_path / "x").exists()
 
 

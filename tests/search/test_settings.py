@@ -36,7 +36,7 @@ def test_budget_and_output_folder(tmp_path):
 def test_resume_check_compares_the_search_not_its_speed(tmp_path):
     fresh = {"dataset": "cifar10", "space": "soft", "objectives": ["val_acc"], "seed": 0, "baselines": [],
              "proxy": {"epochs": 2, "threads": 1, "data_dir": "/a"}, "budget": 4, "storage": None,
-             "target": {"epochs": 8, "data_dir": "/a"}, "sampler": "tpe",
+             "target": {"epochs": 8, "data_dir": "/a"}, "sampler": "tpe", "early_stopping": "off",
              "confirmation": {"top_k": 3, "seeds": 2, "fidelity": 1.0, "config": {"epochs": 8, "threads": 1}},
              "study_name": "first"}
     out = tmp_path / "s"
