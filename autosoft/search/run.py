@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +189,10 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
         if started_ray:
             import ray
             ray.shutdown()
+        if times:  # the wall time of each stage, one line per start of the search
+            with open(out / "wall_times.jsonl", "a") as f:
+                f.write(json.dumps({"started": _dt.datetime.fromtimestamp(start).isoformat(timespec="seconds"),
+                                    **{k: round(v, 1) for k, v in times.items()}}) + "\n")
 
     return SearchResult(out_dir=out, policy_path=outputs["policy_path"], best_trial=outputs["best_trial"],
                         best_scores=outputs["best_scores"], objectives=metrics, trials=outputs["rows"],

@@ -17,7 +17,8 @@ def test_table_regime_keeps_model_and_data_and_compresses_epochs():
     proxy, notes = derive_proxy(W32, n_train=50000)
     assert proxy["model_kwargs"] == {"width": 32} and proxy["batch_size"] == 256 and proxy["lr"] == 0.2
     assert proxy["epochs"] == 10 and proxy["train_size"] == 5000  # a quarter of the images seen
-    assert proxy["val_size"] == 5000 and proxy["warmup_epochs"] == 0.5 and proxy["eval_test"] is False
+    assert proxy["val_size"] == 5000 and proxy["eval_test"] is False
+    assert proxy["warmup_epochs"] == 2.0  # the target's 38 warm-up steps (2 epochs of 19), not a quarter of them
     assert notes == []
 
 

@@ -229,6 +229,7 @@ def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10
         assert "beats the best baseline" in result.verdict
     assert result.verdict == conf["verdict"] and len(result.confirmation) == 2
     assert set(result.stage_times_s) == {"trials", "confirmation"}
+    assert set(json.loads((out / "wall_times.jsonl").read_text())) == {"started", "trials", "confirmation"}
 
     # Resumed with more seeds: the finished run is kept, only the new seed runs.
     stamps = {p.name: (p / "final.json").stat().st_mtime_ns for p in (out / "confirm").iterdir()}
