@@ -140,6 +140,19 @@ def load_data(config: TrainConfig) -> TrainData:
     return TrainData(train_set, val_set, test_set)
 
 
+def check_model(config: TrainConfig, num_classes: int, in_channels: int = 3) -> None:
+    """Build the config's model without allocating its weights (on the meta device): an unknown
+    model or option fails here, before a search writes anything or starts its trials."""
+    try:
+        with torch.device("meta"):
+            build_model(config.model, num_classes, in_channels=in_channels, **config.model_kwargs)
+    except AutosoftError:
+        raise
+    except Exception as e:  # e.g. a width the layers cannot take
+        raise AutosoftError(f"model {config.model!r} with options {config.model_kwargs}: cannot build it "
+                            f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})") from None
+
+
 # ---- learning-rate schedule -------------------------------------------------------
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
     """Multiplier of the peak lr at `step`: linear warm-up, then linear (onecycle) or cosine decay to 0."""
