@@ -141,13 +141,11 @@ def check_fits(cpus: float, gpus: float, address: str | None) -> None:
     `init_ray` would start (all CPUs, the visible GPUs); a cluster to join is checked once joined."""
     import ray
     if ray.is_initialized():
-        total = ray.cluster_resources()
+        _fits(ray.cluster_resources(), cpus, gpus)
     elif not address or address == "local":
         import torch
-        total = {"CPU": os.cpu_count() or 1, "GPU": torch.cuda.device_count()}
-    else:
-        return
-    _fits(total, cpus, gpus)
+        _fits({"CPU": os.cpu_count() or 1, "GPU": torch.cuda.device_count()}, cpus, gpus,
+              where="this machine (where a local Ray would start)")
 
 
 def max_concurrent(cpus: float, gpus: float) -> int:
@@ -156,12 +154,12 @@ def max_concurrent(cpus: float, gpus: float) -> int:
     return _fits(ray.cluster_resources(), cpus, gpus)
 
 
-def _fits(total: dict, cpus: float, gpus: float) -> int:
+def _fits(total: dict, cpus: float, gpus: float, where: str = "the Ray cluster") -> int:
     n = int(total.get("CPU", 1) // cpus)
     if gpus:
         n = min(n, int(total.get("GPU", 0) // gpus))
     if n < 1:
-        raise AutosoftError(f"a trial needs {cpus} CPU and {gpus} GPU but the Ray cluster has "
+        raise AutosoftError(f"a trial needs {cpus} CPU and {gpus} GPU but {where} has "
                             f"{total.get('CPU', 0)} CPU and {total.get('GPU', 0)} GPU")
     return n
 
