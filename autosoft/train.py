@@ -140,6 +140,19 @@ def load_data(config: TrainConfig) -> TrainData:
     return TrainData(train_set, val_set, test_set)
 
 
+def check_model(config: TrainConfig, num_classes: int, in_channels: int = 3) -> None:
+    """Build the config's model without allocating its weights (on the meta device): an unknown
+    model or option fails here, before a search writes anything or starts its trials."""
+    try:
+        with torch.device("meta"):
+            build_model(config.model, num_classes, in_channels=in_channels, **config.model_kwargs)
+    except AutosoftError:
+        raise
+    except Exception as e:  # e.g. a width the layers cannot take
+        raise AutosoftError(f"model {config.model!r} with options {config.model_kwargs}: cannot build it "
+                            f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})") from None
+
+
 # ---- learning-rate schedule -------------------------------------------------------
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
     """Multiplier of the peak lr at `step`: linear warm-up, then linear (onecycle) or cosine decay to 0."""
@@ -173,26 +186,49 @@ class RunDir:
         self.checkpoint = self.path / "checkpoint.pt"
         self.final = self.path / "final.json"
 
-    def prepare(self, config: TrainConfig, policy: Policy, device: torch.device) -> dict | None:
-        """Create the folder, or check it belongs to this run; returns the checkpoint to resume from."""
+    def check(self, config: TrainConfig, policy: Policy) -> bool:
+        """Whether this folder can take this run (it writes nothing): True when it holds this very
+        run to resume; False when it is new, or left by a run that trained nothing (see
+        `trained_nothing`), which this one replaces; else an error."""
         if self.final.exists():
             raise AutosoftError(f"{self.path} already holds a finished run ({self.final.name}); "
                                 "choose another --out, or delete it to train again")
-        if self.config.exists():
+        if not self.config.exists():
+            if self.path.exists() and any(self.path.iterdir()):
+                raise AutosoftError(f"{self.path} exists and is not an autosoft run directory; choose another --out")
+            return False
+        try:
             saved = json.loads(self.config.read_text())
-            if saved.get("train") != config.to_dict() or saved.get("policy") != policy.to_dict():
-                raise AutosoftError(f"{self.path} holds an unfinished run with a different config or policy; "
-                                    "choose another --out, or rerun with the same settings to resume")
+        except json.JSONDecodeError:
+            saved = None
+        if not isinstance(saved, dict):
+            saved = {}  # a config.json cut short: only a run that trained nothing can replace it
+        if saved.get("train") == config.to_dict() and saved.get("policy") == policy.to_dict():
+            return True
+        if self.trained_nothing():
+            return False
+        raise AutosoftError(f"{self.path} holds an unfinished run with a different config or policy; "
+                            "choose another --out, or rerun with the same settings to resume")
+
+    def prepare(self, config: TrainConfig, policy: Policy, device: torch.device) -> dict | None:
+        """Create the folder, or check it belongs to this run; returns the checkpoint to resume from."""
+        if self.check(config, policy):
             if self.checkpoint.exists():
                 return torch.load(self.checkpoint, map_location="cpu", weights_only=True)
             return None
-        if self.path.exists() and any(self.path.iterdir()):
-            raise AutosoftError(f"{self.path} exists and is not an autosoft run directory; choose another --out")
         self.path.mkdir(parents=True, exist_ok=True)
         record = {"train": config.to_dict(), "policy": policy.to_dict(), "environment": environment_info(device)}
         atomic_write_json(self.config, record)
         policy.save(self.policy)
         return None
+
+    def trained_nothing(self) -> bool:
+        """Only a config and a policy (and no epoch logged): what a run that failed before its first
+        epoch leaves. Anything else (a checkpoint, a metrics line, weights, results) is the user's."""
+        entries = [p for p in self.path.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp"))]
+        if any(p.name not in (self.config.name, self.policy.name, self.metrics.name) for p in entries):
+            return False
+        return not (self.metrics.exists() and self.metrics.read_text().strip())
 
     def save_checkpoint(self, state: dict) -> None:
         with atomic_path(self.checkpoint) as tmp:
@@ -268,8 +304,10 @@ def train(config: TrainConfig, policy: Policy | str, *, run_dir: str | Path | No
     if config.threads:
         torch.set_num_threads(config.threads)
     run = RunDir(run_dir) if run_dir is not None else None
-    checkpoint = run.prepare(config, policy, device) if run else None
-
+    if run:
+        run.check(config, policy)  # a folder this run cannot use: say so before loading anything
+    # Everything that can fail on the user's input (the data, the splits, the model) comes
+    # before the run directory is written: a run that cannot start leaves nothing behind.
     data = data or load_data(config)
     train_set = data.train.to(device)
     num_classes = train_set.num_classes
@@ -285,6 +323,7 @@ def train(config: TrainConfig, policy: Policy | str, *, run_dir: str | Path | No
     optimizer = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}],
                                 lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+    checkpoint = run.prepare(config, policy, device) if run else None
 
     steps_per_epoch = len(train_set) // config.batch_size or 1  # drop the last partial batch
     total_steps = steps_per_epoch * config.epochs

@@ -7,6 +7,7 @@ import torch
 
 from autosoft.data import load_dataset
 from autosoft.errors import AutosoftError
+from autosoft.policy import load_policy
 from autosoft.train import TrainConfig, TrainingDiverged, lr_factor, train
 
 
@@ -182,3 +183,63 @@ def test_cli_trains_on_real_cifar100(small_cifar100, tmp_path, dataset, num_clas
     state = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
     head = [v for k, v in state.items() if v.dim() == 2][-1]  # the last linear layer
     assert head.shape[0] == num_classes
+
+
+# ---- a run that cannot start leaves nothing behind ----------------------------------------
+TINY = ["--width", "8", "--epochs", "1", "--batch-size", "100", "--val-size", "200", "--threads", "2", "--quiet"]
+
+
+def _bad_image_folder(root):
+    from PIL import Image
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (10, 20, 30)).save(root / cls / "x.png")
+    (root / "b" / "broken.png").write_bytes(b"not a png")
+    return root
+
+
+@pytest.mark.parametrize("case", ["model", "missing-data", "empty-data", "val-too-big", "bad-images", "gpu"])
+def test_cli_train_that_cannot_start_writes_nothing(small_cifar10, tmp_path, capsys, case):
+    from autosoft.cli import main
+    if case == "gpu" and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    (tmp_path / "empty").mkdir()
+    bad, message = {
+        "model": (["--model", "vgg99"], "unknown model 'vgg99'"),
+        "missing-data": (["--data-dir", str(tmp_path / "nowhere")], "cifar10 not found"),
+        "empty-data": (["--data-dir", str(tmp_path / "empty")], "cifar10 not found"),
+        "val-too-big": (["--val-size", "5000"], "val_size must be between 1 and 999"),
+        "bad-images": (["--dataset", f"imagefolder:{_bad_image_folder(tmp_path / 'imgs')}"], "broken.png"),
+        "gpu": (["--device", "cuda"], "no CUDA GPU is available"),
+    }[case]
+    out = tmp_path / "r"
+    good = ["train", "--out", str(out), "--data-dir", str(small_cifar10), *TINY]
+    assert main([*good, *bad]) == 2  # flags given later win
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not out.exists()  # nothing written: the corrected command starts afresh
+    if case == "model":  # the user's report: the corrected command in the same --out succeeds
+        assert main(good) == 0 and (out / "final.json").exists()
+        assert json.loads((out / "config.json").read_text())["train"]["model"] == "proxy"
+
+
+def test_a_run_that_trained_nothing_is_taken_over_and_nothing_else_is(small_cifar10, tmp_path):
+    """A folder left with only its config (a run of an older autosoft that failed before its first
+    epoch) is replaced by a different run; one with a logged epoch or a checkpoint is the user's."""
+    from autosoft.train import RunDir
+    config = _config(small_cifar10, epochs=1, eval_test=False)
+    run = RunDir(tmp_path / "r")
+    run.prepare(_config(small_cifar10, model="vgg99"), load_policy("softaug"), torch.device("cpu"))
+    run.metrics.write_text("")
+    final = train(config, "baseline", run_dir=run.path)
+    assert json.loads(run.config.read_text())["train"]["model"] == "proxy" and run.final.exists()
+    assert json.loads(run.policy.read_text())["name"] == "baseline"
+    assert len(run.metrics.read_text().splitlines()) == 1 and final["epochs"] == 1
+    for leftover in ("metrics.jsonl", "checkpoint.pt"):
+        other = RunDir(tmp_path / leftover)
+        other.prepare(_config(small_cifar10, lr=0.05), load_policy("baseline"), torch.device("cpu"))
+        (other.path / leftover).write_text('{"epoch": 0}\n')
+        before = other.config.read_text()
+        with pytest.raises(AutosoftError, match="different config or policy"):
+            train(config, "baseline", run_dir=other.path)
+        assert other.config.read_text() == before and (other.path / leftover).read_text() == '{"epoch": 0}\n'

@@ -70,6 +70,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> bool
     kwargs = dict(logging_level=logging.WARNING, log_to_driver=False,
                   runtime_env={"env_vars": {"PYTHONPATH": path}})
     if address:
+        check_ray_address(address)
         try:
             ray.init(address=address, **kwargs)
         except (ConnectionError, ValueError) as e:
@@ -77,6 +78,46 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> bool
     else:
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **kwargs)
     return True
+
+
+RAY_CONNECT_TIMEOUT_S = 3.0
+
+
+def check_ray_address(address: str | None, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Fail within seconds, in one line, when --ray-address points at nothing.
+
+    ray 2.60.0's `ray.init(address="host:port")` with no GCS there retries for minutes, printing
+    C++ warnings every 5 s; it has no connect timeout to set. So first: a TCP connect to the GCS
+    (host:port), to the Ray Client server (ray://host:port), or, for "auto", to the cluster that
+    `ray._private.services.canonicalize_bootstrap_address` finds (a private function: the one
+    that reads RAY_ADDRESS, /tmp/ray/ray_current_cluster and the running GCS processes, as
+    `ray.init("auto")` itself does). A port that answers but is no Ray cluster is not caught here.
+    """
+    import socket
+    if not address or address == "local":
+        return
+    if address.startswith("ray://"):
+        target = address[len("ray://"):]
+    else:
+        from ray._private import services
+        try:
+            target = services.canonicalize_bootstrap_address(address)
+        except (ConnectionError, ValueError) as e:
+            raise AutosoftError(f"cannot join the Ray cluster at {address!r}: {str(e).splitlines()[0]}") from None
+        if target is None:
+            return
+    host, sep, port = target.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit():
+        raise AutosoftError(f"--ray-address {address!r}: expected host:port, ray://host:port, auto or local")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        why = "timed out" if isinstance(e, socket.timeout) else (e.strerror or type(e).__name__)
+        where = f"the cluster it found, {target}" if address == "auto" else address.removeprefix("ray://")
+        raise AutosoftError(f"cannot join the Ray cluster at {address!r}: nothing answers at {where} "
+                            f"({why}, waited at most {timeout_s:.0f} s); start it with 'ray start --head', "
+                            "or drop --ray-address to run on this machine") from None
 
 
 def trial_resources(cpus_per_trial, gpus_per_trial, proxy: dict) -> tuple[float, float]:
@@ -94,15 +135,31 @@ def _has_gpu() -> bool:
     return torch.cuda.is_available()
 
 
+def check_fits(cpus: float, gpus: float, address: str | None) -> None:
+    """Before a search writes anything: a trial that needs more than the Ray it will run on has
+    (a GPU share with no GPU) fails now. The Ray already up in this process, else the local one
+    `init_ray` would start (all CPUs, the visible GPUs); a cluster to join is checked once joined."""
+    import ray
+    if ray.is_initialized():
+        _fits(ray.cluster_resources(), cpus, gpus)
+    elif not address or address == "local":
+        import torch
+        _fits({"CPU": os.cpu_count() or 1, "GPU": torch.cuda.device_count()}, cpus, gpus,
+              where="this machine (where a local Ray would start)")
+
+
 def max_concurrent(cpus: float, gpus: float) -> int:
     """How many trials the running Ray cluster fits at once."""
     import ray
-    total = ray.cluster_resources()
+    return _fits(ray.cluster_resources(), cpus, gpus)
+
+
+def _fits(total: dict, cpus: float, gpus: float, where: str = "the Ray cluster") -> int:
     n = int(total.get("CPU", 1) // cpus)
     if gpus:
         n = min(n, int(total.get("GPU", 0) // gpus))
     if n < 1:
-        raise AutosoftError(f"a trial needs {cpus} CPU and {gpus} GPU but the Ray cluster has "
+        raise AutosoftError(f"a trial needs {cpus} CPU and {gpus} GPU but {where} has "
                             f"{total.get('CPU', 0)} CPU and {total.get('GPU', 0)} GPU")
     return n
 

@@ -83,6 +83,35 @@ def open_study(storage, study_name: str, modes: list[str], baselines: list[str])
     return study
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a sqlite:/// URL (sqlite:////abs/path or sqlite:///relative/path), else None."""
+    prefix = "sqlite:///"
+    return Path(url[len(prefix):].split("?")[0]) if url.startswith(prefix) and len(url) > len(prefix) else None
+
+
+def finished_trials(url: str, study_name: str) -> int:
+    """Trials that count towards the budget in that study; 0 when the study or its database is absent."""
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    db = sqlite_file(url)
+    if db is not None and not db.exists():
+        return 0  # opening it would create it
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(url))
+    except KeyError:  # optuna 5.0.0: no study of that name
+        return 0
+    return sum(state_counts(study).values())
+
+
+def delete_study(url: str, study_name: str) -> None:
+    """Remove a study (only ever one holding no finished trial; see `settings.left_by_a_failed_start`)."""
+    import optuna
+    try:
+        optuna.delete_study(study_name=study_name, storage=open_storage(url))
+    except KeyError:
+        pass
+
+
 def requeue_interrupted(study) -> int:
     """Trials left RUNNING (a kill, Ctrl-C, the time limit) are marked and their policies enqueued again."""
     from optuna.trial import TrialState

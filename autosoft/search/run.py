@@ -71,7 +71,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
         raise AutosoftError(f"autosoft search needs Ray Tune and Optuna ({e}); "
                             "install them with: pip install 'ray[tune]' optuna") from None
     from autosoft.data import load_dataset
-    from autosoft.train import TrainConfig, load_data
+    from autosoft.train import TrainConfig, check_model, load_data
 
     # Every setting is checked before anything is written or Ray starts.
     budget = _settings.check_budget(budget)
@@ -100,13 +100,23 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
              "storage": storage,  # None: sqlite in the output folder
              "study_name": f"autosoft-{out.name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"}
     data = load_data(TrainConfig.from_dict(proxy_cfg))  # unknown data set or missing files: fail before Ray
+    shape = data.train.num_classes, data.train.images.shape[1]
+    check_model(TrainConfig.from_dict(proxy_cfg), *shape)  # an unknown model: fail now, not in every trial
+    if plan["top_k"]:
+        check_model(TrainConfig.from_dict(confirm_cfg), *shape)
+        if confirm_cfg["val_size"] >= n_train:
+            raise AutosoftError(f"confirmation val_size {confirm_cfg['val_size']}: leaves nothing to train on "
+                                f"in the {n_train} train images of {dataset}; lower the target's val_size")
+    # A bad --storage URL fails before anything is written (a sqlite file in a folder still to be made: after).
+    db = record.sqlite_file(storage) if storage else None
+    rdb = record.open_storage(storage) if storage and (db is None or db.parent.is_dir()) else None
+    compat.check_ray_address(ray_address)  # a cluster that is not there: fail in seconds, not minutes
+    compat.check_fits(cpus, gpus, ray_address)  # a GPU share with no GPU
 
     settings = _settings.save_settings(out, resume=resume, fresh=fresh)
     study_url = settings["storage"] or f"sqlite:///{out / 'study.db'}"
-    if resume and not settings["storage"] and not (out / "study.db").exists():
-        raise AutosoftError(f"--resume: {out / 'study.db'} (the record of that search) is missing; "
-                            "restore it, or start a new search in another --out")
-    rdb = record.open_storage(study_url)
+    if rdb is None or study_url != storage:
+        rdb = record.open_storage(study_url)
     study = record.open_study(rdb, settings["study_name"], modes, baselines)
     # A resumed search must not draw the same random points again: offset the seed by the trials so far.
     trial_sampler = make_sampler(len(metrics), budget, seed + len(study.get_trials(deepcopy=False)), sampler)

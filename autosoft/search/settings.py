@@ -15,6 +15,7 @@ from typing import Sequence
 
 from autosoft.errors import AutosoftError
 from autosoft.files import atomic_write_json
+from autosoft.search import record
 
 # Known policies run first, so the search can only match or beat them on the proxy.
 # Spaces without soft targets get the hard-label ones only, to keep that comparison clean.
@@ -137,9 +138,50 @@ def check_early_stopping(kind: str | None) -> str:
 def output_folder(out_dir, dataset: str, *, resume: bool) -> Path:
     """The search folder (default runs/search-DATASET); an existing one only with `resume`."""
     out = Path(out_dir if out_dir is not None else f"runs/search-{dataset}").resolve()
-    if out.exists() and not resume:
-        raise AutosoftError(f"{out} already exists; pass --resume to continue that search, or choose another --out")
+    if out.exists() and not resume and not left_by_a_failed_start(out):
+        raise _exists(out)
     return out
+
+
+def _exists(out: Path) -> AutosoftError:
+    return AutosoftError(f"{out} already exists; pass --resume to continue that search, or choose another --out")
+
+
+# What a search that stopped before its first trial finished may leave in its folder.
+START_LEFTOVERS = ("search.json", "study.db", "ray")
+
+
+def _saved_settings(out: Path) -> dict | None:
+    try:
+        saved = json.loads((out / "search.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
+def _study_url(out: Path, saved: dict) -> str | None:
+    """Where the study of the search in `out` lives; None: in a sqlite file that does not exist."""
+    url = saved.get("storage") or f"sqlite:///{out / 'study.db'}"
+    db = record.sqlite_file(url)
+    return None if db is not None and not db.exists() else url
+
+
+def left_by_a_failed_start(out: Path) -> bool:
+    """A search folder that holds no result: its study has no finished trial (complete, stopped
+    or failed) and the folder nothing but its settings, study and Ray's log of the start. Another
+    search may take it over; any finished trial keeps it for `--resume` only."""
+    saved = _saved_settings(out)
+    if saved is None or not isinstance(saved.get("study_name"), str):
+        return False
+    if any(p.name not in START_LEFTOVERS for p in out.iterdir()):
+        return False
+    url = _study_url(out, saved)
+    if url is None:  # no study.db: a start that failed before opening it, unless Ray ran (then it was lost)
+        return not (out / "ray").exists()
+    try:
+        return record.finished_trials(url, saved["study_name"]) == 0
+    except AutosoftError:  # its database cannot be opened: not ours to judge, so keep it
+        return False
 
 
 def save_settings(out: Path, *, resume: bool, fresh: dict) -> dict:
@@ -149,21 +191,39 @@ def save_settings(out: Path, *, resume: bool, fresh: dict) -> dict:
     proxy, target and confirmation settings (equal but for threads, data folder, K and seeds).
     """
     path = out / "search.json"
-    if resume and out.exists():
-        if not path.exists():
-            raise AutosoftError(f"{out} is not a search folder (no search.json); choose another --out")
-        saved = json.loads(path.read_text())
-        for key in RESUME_KEYS + (("storage",) if fresh["storage"] else ()):
-            if _comparable(key, saved.get(key)) != _comparable(key, fresh[key]):
+    if out.exists():
+        if resume:
+            if not path.exists():
+                raise AutosoftError(f"{out} is not a search folder (no search.json); choose another --out")
+            saved = json.loads(path.read_text())
+            differs = [key for key in RESUME_KEYS + (("storage",) if fresh["storage"] else ())
+                       if _comparable(key, saved.get(key)) != _comparable(key, fresh[key])]
+            if not differs:
+                if not saved.get("storage") and not (out / "study.db").exists() and not left_by_a_failed_start(out):
+                    raise AutosoftError(f"--resume: {out / 'study.db'} (the record of that search) is missing; "
+                                        "restore it, or start a new search in another --out")
+                settings = {**saved, "budget": fresh["budget"], "proxy": fresh["proxy"], "target": fresh["target"],
+                            "confirmation": fresh["confirmation"]}
+                atomic_write_json(path, settings)
+                return settings
+            if not left_by_a_failed_start(out):
+                key = differs[0]
                 raise AutosoftError(f"--resume: {key} differs from the search in {out} "
                                     f"({saved.get(key)!r} there, {fresh[key]!r} now); rerun with the same settings")
-        settings = {**saved, "budget": fresh["budget"], "proxy": fresh["proxy"], "target": fresh["target"],
-                    "confirmation": fresh["confirmation"]}
-    else:
-        out.mkdir(parents=True)
-        settings = fresh
-    atomic_write_json(path, settings)
-    return settings
+        elif not left_by_a_failed_start(out):
+            raise _exists(out)
+        _discard_study(out)  # left by a search that finished no trial: this one takes its place
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, fresh)
+    return fresh
+
+
+def _discard_study(out: Path) -> None:
+    """The study of a search that finished no trial: only its queue of trials to run goes."""
+    saved = _saved_settings(out) or {}
+    url = _study_url(out, saved)
+    if url is not None and isinstance(saved.get("study_name"), str):
+        record.delete_study(url, saved["study_name"])
 
 
 def _comparable(key: str, value):

@@ -32,15 +32,31 @@ class SearchSpace:
     description: str
 
     def __call__(self, trial) -> dict:
-        policy = dict(self.parts[0](trial))
+        policy = dict(self._call(self.parts[0], trial))
         for part in self.parts[1:]:
-            joined = part(trial)
+            joined = self._call(part, trial)
             policy.update({k: joined[k] for k in JOIN_KEYS if k in joined})
         policy["name"] = self.name if len(self.parts) > 1 else policy.get("name", self.name)
         return _tidy(policy)
 
     def __repr__(self) -> str:
         return f"SearchSpace({self.name!r}: {self.description})"
+
+    def _call(self, part, trial) -> dict:
+        """One part's policy dict; a user's function that raises or returns no dict is one line naming its file."""
+        where = getattr(getattr(part, "__code__", None), "co_filename", None) or repr(part)
+        try:
+            result = part(trial)
+        except AutosoftError:
+            raise
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise AutosoftError(f"space {self.name!r}: {where}: space(trial) raised {type(e).__name__}: {first}") \
+                from None
+        if not isinstance(result, dict):
+            raise AutosoftError(f"space {self.name!r}: {where}: space(trial) returned {type(result).__name__}; "
+                                "expected a dict (a policy in its JSON form)")
+        return result
 
 
 def _tidy(value):

@@ -262,3 +262,80 @@ def test_a_proxy_at_chance_is_named_and_not_confirmed(cluster, small_cifar10, tm
     assert result.verdict is None and not (out / "confirm").exists()  # nothing to confirm: no ranking
     chance = load_policy(str(out / "policy.json")).provenance["chance"]
     assert chance["chance"] == pytest.approx(0.115) and chance["val_images"] == 200
+
+
+# ---- a search that cannot start leaves nothing behind ------------------------------------
+def _cli_search_args(data_root, tmp_path, out):
+    config = tmp_path / "proxy.json"
+    config.write_text(json.dumps({**PROXY, "epochs": 1}))
+    return ["search", "--dataset", "cifar10", "--budget", "1", "--space", "randaugment", "--no-baselines",
+            "--confirm", "0", "--config", str(config), "--cpus-per-trial", "1", "--max-concurrent", "1",
+            "--data-dir", str(data_root), "--out", str(out)]
+
+
+@pytest.mark.parametrize("case", ["space-raises", "space-returns-none", "storage", "ray-address", "gpu", "model",
+                                  "val-too-big"])
+def test_cli_search_that_cannot_start_writes_nothing(cluster, small_cifar10, tmp_path, capsys, case):
+    import torch
+    if case == "gpu" and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    space = tmp_path / "my_space.py"
+    space.write_text("def space(trial):\n    return 1 / 0\n" if case == "space-raises" else
+                     "def space(trial):\n    trial.suggest_int('n', 1, 2)\n")
+    bad, message = {
+        "space-raises": (["--space", str(space)], f"{space}: space(trial) raised ZeroDivisionError: division by zero"),
+        "space-returns-none": (["--space", str(space)], f"{space}: space(trial) returned NoneType; expected a dict"),
+        "storage": (["--storage", "notadb://nowhere"], "storage 'notadb://nowhere': cannot open it"),
+        "ray-address": (["--ray-address", "127.0.0.1:1"], "cannot join the Ray cluster at '127.0.0.1:1': nothing answers"),
+        "gpu": (["--gpus-per-trial", "0.5"], "a trial needs 1.0 CPU and 0.5 GPU but the Ray cluster has 2.0 CPU and 0 GPU"),
+        "model": (["--model", "vgg99"], "unknown model 'vgg99'"),
+        "val-too-big": (["--val-size", "5000"], "val_size must be between 1 and 999"),
+    }[case]
+    out = tmp_path / "search"
+    good = _cli_search_args(small_cifar10, tmp_path, out)
+    start = time.time()
+    assert cli_main([*good, *bad]) == 2  # a flag given twice: the later one wins
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert time.time() - start < 15  # fails in seconds (Ray used to retry an absent cluster for minutes)
+    assert not out.exists()
+    if case == "space-raises":  # the corrected command, same --out
+        assert cli_main(good) == 0
+        assert len(_rows(out)) == 1 and json.loads((out / "search.json").read_text())["space"] == "randaugment"
+
+
+def test_ray_address_that_answers_nothing_fails_in_seconds(cluster):
+    from autosoft.search.compat import check_ray_address
+    check_ray_address(cluster)  # the running cluster answers
+    for address in ("127.0.0.1:1", "ray://127.0.0.1:1"):
+        start = time.time()
+        with pytest.raises(AutosoftError, match="nothing answers at 127.0.0.1:1 .*ray start --head"):
+            check_ray_address(address)
+        assert time.time() - start < 5
+    with pytest.raises(AutosoftError, match="expected host:port"):
+        check_ray_address("ray://nowhere")
+
+
+def test_a_search_that_finished_no_trial_is_taken_over(cluster, small_cifar10, tmp_path, capsys, monkeypatch):
+    """A start that failed after writing its folder (here: Ray would not start) holds no result, so
+    the next command, with other settings, takes the folder over; a finished trial keeps it."""
+    from autosoft.search import compat
+    out = tmp_path / "search"
+    good = _cli_search_args(small_cifar10, tmp_path, out)
+
+    def no_ray(address=None, **kw):
+        raise AutosoftError("Ray would not start")
+    monkeypatch.setattr(compat, "init_ray", no_ray)
+    assert cli_main([*good, "--space", "autoaugment"]) == 2 and "Ray would not start" in capsys.readouterr().err
+    assert (out / "search.json").exists() and (out / "study.db").exists()
+    monkeypatch.undo()
+
+    assert cli_main(good) == 0  # other settings, no --resume: taken over
+    settings = json.loads((out / "search.json").read_text())
+    assert settings["space"] == "randaugment" and [r["state"] for r in _rows(out)] == ["complete"]
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert cli_main([*good, "--space", "autoaugment"]) == 2  # a finished trial: the folder is kept
+    assert "already exists; pass --resume" in capsys.readouterr().err
+    assert cli_main([*good, "--space", "autoaugment", "--resume"]) == 2
+    assert "--resume: space differs" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

@@ -33,6 +33,12 @@ def test_budget_and_output_folder(tmp_path):
     assert output_folder(tmp_path, "cifar10", resume=True) == tmp_path.resolve()
 
 
+def _finish_a_trial(out, study_name):
+    import optuna
+    study = optuna.create_study(study_name=study_name, storage=f"sqlite:///{out / 'study.db'}")
+    study.tell(study.ask(), 0.5)
+
+
 def test_resume_check_compares_the_search_not_its_speed(tmp_path):
     fresh = {"dataset": "cifar10", "space": "soft", "objectives": ["val_acc"], "seed": 0, "baselines": [],
              "proxy": {"epochs": 2, "threads": 1, "data_dir": "/a"}, "budget": 4, "storage": None,
@@ -41,12 +47,13 @@ def test_resume_check_compares_the_search_not_its_speed(tmp_path):
              "study_name": "first"}
     out = tmp_path / "s"
     assert save_settings(out, resume=False, fresh=fresh) == fresh
+    _finish_a_trial(out, "first")  # a search that finished a trial: its folder is kept for --resume
     # threads, the data folder and the budget may change; the study name is kept
     later = {**fresh, "proxy": {"epochs": 2, "threads": 4, "data_dir": "/b"}, "budget": 8, "study_name": "second"}
     kept = save_settings(out, resume=True, fresh=later)
     assert kept["study_name"] == "first" and kept["budget"] == 8 and kept["proxy"]["threads"] == 4
     assert json.loads((out / "search.json").read_text()) == kept
-    assert sorted(p.name for p in out.iterdir()) == ["search.json"]  # no temporary file left
+    assert sorted(p.name for p in out.iterdir()) == ["search.json", "study.db"]  # no temporary file left
     with pytest.raises(AutosoftError, match="--resume: proxy differs"):
         save_settings(out, resume=True, fresh={**fresh, "proxy": {"epochs": 3}})
     with pytest.raises(AutosoftError, match="--resume: seed differs"):

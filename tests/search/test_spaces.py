@@ -90,6 +90,10 @@ def test_space_errors_are_one_clear_line(tmp_path):
                    "'base': [['Rotate', trial.suggest_float('p', 0, 2), 0.5]]}\n")
     with pytest.raises(AutosoftError, match=r"invalid policy .*base\[0\]\[1\]"):
         sample_policies(str(bad), 30)
+    raising = tmp_path / "raising.py"  # imports fine, fails when called: one line naming the file
+    raising.write_text("def space(trial):\n    return {'version': 1}['kind']\n")
+    with pytest.raises(AutosoftError, match=f"{raising}: space\\(trial\\) raised KeyError: 'kind'"):
+        sample_policies(f"{raising}+soft", 2)
 
 
 def test_describe_spaces_lists_every_name():
