@@ -192,16 +192,16 @@ def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10
     """The default pipeline: proxy derived from the target, trials, confirmation of 2 policies x 1 seed."""
     out = tmp_path / "search"
     kw = dict(budget=3, space="randaugment", enqueue_baselines=["baseline"], target=TARGET, early_stopping=None,
-              proxy={"epochs": 5, "train_size": 600, "val_size": 200, "batch_size": 50, "lr": 0.2},
+              proxy={"epochs": 8, "train_size": 700, "val_size": 300, "batch_size": 50, "lr": 0.2, "warmup_epochs": 1},
               confirm=1, confirm_seeds=1)
     result = _search(small_cifar10, out, **kw)
     settings = json.loads((out / "search.json").read_text())
     # derived from the target (model, optimizer), then the two overrides
-    assert settings["proxy"]["model_kwargs"] == {"width": 8} and settings["proxy"]["epochs"] == 5
+    assert settings["proxy"]["model_kwargs"] == {"width": 8} and settings["proxy"]["epochs"] == 8
     assert settings["proxy"]["weight_decay"] == 5e-4 and settings["proxy"]["schedule"] == "onecycle"
     assert any(note.startswith("batch 100 -> 25") for note in settings["proxy_rules"])  # 400 images: 16 steps
     assert settings["proxy_rules"][0] == "derived from the target" and "overridden" in settings["proxy_rules"][-1]
-    assert settings["confirmation"]["config"]["epochs"] == 2 and settings["confirmation"]["config"]["val_size"] == 200
+    assert settings["confirmation"]["config"]["epochs"] == 2 and settings["confirmation"]["config"]["val_size"] == 300
     assert result.chance is None, result.chance
     assert settings["early_stopping"] == "off" and all(r["state"] == "complete" for r in _rows(out))
 
