@@ -213,21 +213,26 @@ def main(argv=None) -> int:
     ap.add_argument("--table-only", action="store_true", help="only rebuild the report from finished runs")
     args = ap.parse_args(argv)
     try:
-        target = TrainConfig.from_dict(json.loads(TARGET_CONFIG.read_text()))
-        if args.data_dir:
-            target.data_dir = args.data_dir
-        policies = panel()
-        regs = regimes(target)
-        unknown = set(args.only or ()) - set(regs)
-        if unknown:
-            raise AutosoftError(f"unknown regime {sorted(unknown)[0]!r}; allowed: {', '.join(regs)}")
-        if not args.table_only:
-            run_all(policies, regs, args.seeds, set(args.only or ()))
-        print(write_report(collect(policies, regs, args.seeds), regs, args.seeds))
+        print(study(args))
+        return 0
     except AutosoftError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return 0
+
+
+def study(args) -> str:
+    """Run what is missing (unless --table-only), then write and return the report."""
+    target = TrainConfig.from_dict(json.loads(TARGET_CONFIG.read_text()))
+    if args.data_dir:
+        target.data_dir = args.data_dir
+    policies = panel()
+    regs = regimes(target)
+    unknown = set(args.only or ()) - set(regs)
+    if unknown:
+        raise AutosoftError(f"unknown regime {sorted(unknown)[0]!r}; allowed: {', '.join(regs)}")
+    if not args.table_only:
+        run_all(policies, regs, args.seeds, set(args.only or ()))
+    return write_report(collect(policies, regs, args.seeds), regs, args.seeds)
 
 
 if __name__ == "__main__":
