@@ -188,10 +188,10 @@ TARGET = {"model": "proxy", "model_kwargs": {"width": 8}, "epochs": 2, "batch_si
           "warmup_epochs": 0.5, "train_size": 400, "threads": 1}
 
 
-def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10, tmp_path):
-    """The default pipeline: proxy derived from the target, trials, confirmation of 2 policies x 1 seed."""
+def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10, tmp_path, capsys):
+    """The default pipeline: proxy derived from the target, trials, confirmation of 3 policies x 1 seed."""
     out = tmp_path / "search"
-    kw = dict(budget=3, space="randaugment", enqueue_baselines=["baseline"], target=TARGET, early_stopping=None,
+    kw = dict(budget=3, space="randaugment", enqueue_baselines=True, target=TARGET, early_stopping=None,
               proxy={"epochs": 8, "train_size": 700, "val_size": 300, "batch_size": 50, "lr": 0.2, "warmup_epochs": 1},
               confirm=1, confirm_seeds=1)
     result = _search(small_cifar10, out, **kw)
@@ -207,7 +207,7 @@ def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10
 
     with open(out / "confirm.csv") as f:
         confirmed = list(csv.DictReader(f))
-    assert sorted(r["kind"] for r in confirmed) == ["baseline", "searched"]
+    assert sorted(r["kind"] for r in confirmed) == ["baseline", "baseline", "searched"]  # hard space: 2 baselines
     assert all(r["seeds"] == "1" for r in confirmed)
     winner_row = max(confirmed, key=lambda r: float(r["val_acc_mean"]))
     assert [r["winner"] for r in confirmed].count("True") == 1 and winner_row["winner"] == "True"
@@ -222,22 +222,32 @@ def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10
     policy = load_policy(str(out / "policy.json"))
     conf = policy.provenance["confirmation"]
     assert conf["winner"]["policy"] == winner_row["policy"]
-    assert conf["best_baseline"]["policy"] == "baseline" and conf["seeds"] == 1
+    assert conf["best_baseline"]["policy"] in ("baseline", "trivialaugment") and conf["seeds"] == 1
     if winner_row["kind"] == "baseline":
-        assert policy.name == "baseline" and "no searched policy beat the best baseline" in result.verdict
+        assert policy.name == winner_row["policy"] and "no searched policy beat the best baseline" in result.verdict
     else:
         assert "beats the best baseline" in result.verdict
-    assert result.verdict == conf["verdict"] and len(result.confirmation) == 2
+    assert result.verdict == conf["verdict"] and len(result.confirmation) == 3
     assert set(result.stage_times_s) == {"trials", "confirmation"}
     assert set(json.loads((out / "wall_times.jsonl").read_text())) == {"started", "trials", "confirmation"}
 
-    # Resumed with more seeds: the finished run is kept, only the new seed runs.
+    # Resumed from the command line with more seeds: the finished run is kept, only the new seed
+    # runs, and the command ends with the verdict.
     stamps = {p.name: (p / "final.json").stat().st_mtime_ns for p in (out / "confirm").iterdir()}
-    again = _search(small_cifar10, out, resume=True, **{**kw, "confirm_seeds": 2})
+    (tmp_path / "target.json").write_text(json.dumps(TARGET))
+    (tmp_path / "proxy.json").write_text(json.dumps(kw["proxy"]))
+    code = cli_main(["search", "--dataset", "cifar10", "--budget", "3", "--space", "randaugment", "--out", str(out),
+                     "--resume", "--target-config", str(tmp_path / "target.json"), "--config", str(tmp_path / "proxy.json"),
+                     "--confirm", "1", "--confirm-seeds", "2", "--cpus-per-trial", "1", "--max-concurrent", "2",
+                     "--data-dir", str(small_cifar10)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
     for name, stamp in stamps.items():
         assert (out / "confirm" / name / "final.json").stat().st_mtime_ns == stamp
-    assert len(list((out / "confirm").iterdir())) == 4 and all(len(c["scores"]) == 2 for c in again.confirmation)
-    assert "trials" not in again.stage_times_s  # no trial ran again
+    assert len(list((out / "confirm").iterdir())) == 6
+    again = load_policy(str(out / "policy.json")).provenance["confirmation"]
+    assert again["seeds"] == 2 and again["winner"]["seeds"] == 2
+    assert f"verdict: {again['verdict']}" in printed and "wall time: confirmation" in printed
 
 
 def test_random_sampler_is_the_control(cluster, small_cifar10, tmp_path):
