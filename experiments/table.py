@@ -51,7 +51,7 @@ def run_all(config: TrainConfig, policies: dict[str, str], seeds: list[int], res
         for name, source in policies.items():
             run_dir = results / f"{name}-s{seed}"
             if (run_dir / "final.json").exists():
-                continue
+                continue  # collect() checks it is this policy's run
             t0 = time.time()
             cfg = TrainConfig.from_dict({**config.to_dict(), "seed": seed})
             final = train(cfg, load_policy(source), run_dir=run_dir)
@@ -59,13 +59,22 @@ def run_all(config: TrainConfig, policies: dict[str, str], seeds: list[int], res
                   f"({time.time() - t0:.0f}s)", flush=True)
 
 
+def check_same_policy(run_dir: Path, policy, name: str) -> None:
+    """A finished run stands for `name` only if it trained this very policy (names get reused)."""
+    recorded = json.loads((run_dir / "config.json").read_text())["policy"]
+    if recorded != policy.to_dict():
+        raise AutosoftError(f"{run_dir} holds a finished run of another policy than {name}={policy.name or '?'}; "
+                            "give this policy another name, or move that run away")
+
+
 def collect(policies: dict[str, str], seeds: list[int], results: Path) -> dict[str, list[dict]]:
     rows = {}
-    for name in policies:
-        finals = []
+    for name, source in policies.items():
+        policy, finals = load_policy(source), []
         for seed in seeds:
             path = results / f"{name}-s{seed}" / "final.json"
             if path.exists():
+                check_same_policy(path.parent, policy, name)
                 finals.append(json.loads(path.read_text()))
         rows[name] = finals
     return rows
@@ -155,6 +164,7 @@ def main(argv=None) -> int:
         results = Path(args.results)
         results.mkdir(parents=True, exist_ok=True)
         if not args.table_only:
+            collect(policies, args.seeds, results)  # a finished run of another policy under a name: fail now
             run_all(config, policies, args.seeds, results)
         rows = collect(policies, args.seeds, results)
         table = write_table(rows, results, config)
