@@ -70,9 +70,11 @@ def panel() -> dict[str, str]:
     """{name: policy source}: built-ins, the old table's three policies, random draws (saved once)."""
     from autosoft.search import sample_policies
     out = {name: name for name in BUILTIN_POLICIES}
-    out.update({"searched": str(OLD_TABLE / "search-joint/policy.json"),
-                "searched-hard": str(OLD_TABLE / "search-hard/policy.json"),
-                "random": str(OLD_TABLE / "random-policy.json")})
+    # "old-": from the search pipeline before this study (proxy preset, no confirmation); the
+    # prefix keeps their runs apart from the new pipeline's `searched` rows in the shared folder.
+    out.update({"old-searched": str(OLD_TABLE / "search-joint/policy.json"),
+                "old-searched-hard": str(OLD_TABLE / "search-hard/policy.json"),
+                "old-random": str(OLD_TABLE / "random-policy.json")})
     draws = RESULTS / "random-draws"
     if not all((draws / f"draw{i}.json").exists() for i in range(N_RANDOM)):
         draws.mkdir(parents=True, exist_ok=True)
