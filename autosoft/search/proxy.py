@@ -11,12 +11,12 @@ rules below are in `experiments/results/proxy_fidelity/fidelity.md`.
 
 >>> p, notes = derive_proxy({"epochs": 40, "batch_size": 256, "lr": 0.2, "warmup_epochs": 2,
 ...                          "train_size": 5000, "val_size": 1000}, n_train=50000)
->>> p["epochs"], p["train_size"], p["val_size"], p["batch_size"], p["warmup_epochs"]
-(10, 5000, 5000, 256, 2.0)
+>>> p["epochs"], p["train_size"], p["val_size"], p["batch_size"], p["lr"], round(p["warmup_epochs"], 3)
+(10, 5000, 5000, 64, 0.05, 0.487)
 >>> p, notes = derive_proxy({"epochs": 10, "batch_size": 256, "lr": 0.2, "warmup_epochs": 1,
 ...                          "train_size": None, "val_size": 0}, n_train=1442)
 >>> p["batch_size"], p["lr"], p["val_size"], p["train_size"], p["epochs"]
-(128, 0.1, 144, 1298, 14)
+(64, 0.05, 144, 1298, 8)
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ PROXY_COST = 0.25             # one trial costs about this fraction of one targe
 PROXY_MIN_EPOCHS = 8          # a complete schedule, compressed: below this, the data is cut instead
 PROXY_VAL_SHARE = 0.1         # validation: this share of the train split ...
 PROXY_VAL_RANGE = (100, 5000)  # ... within these bounds (an accuracy's std error is ~0.65 points at 5,000)
-MIN_STEPS_PER_EPOCH = 10      # smaller data sets get smaller batches (the lr scaled with the batch)
 MIN_BATCH = 16
 MIN_STEPS = 150               # optimizer steps a trial gets at least, even past the cost fraction
 CONFIRM_DEFAULTS = {"cpu": (3, 2), "gpu": (5, 3)}   # device -> (top-K searched policies, seeds)
@@ -82,19 +81,20 @@ def derive_proxy(target: dict, n_train: int, *, cost: float = PROXY_COST) -> tup
         raise AutosoftError(f"the train split has {n_train} images: too few to hold out {val} for validating "
                             f"the trials; add data, or set --val-size and --train-size yourself")
     target_train = min(target.get("train_size") or n_train, n_train - (target.get("val_size") or 0))
+    target_steps_per_epoch = max(1, target_train // target["batch_size"])
     images = cost * target["epochs"] * target_train          # what one trial may see
     train_n = min(n_train - val, target_train)
-    batch = target["batch_size"]
-    while train_n / batch < MIN_STEPS_PER_EPOCH and batch // 2 >= MIN_BATCH:
-        batch //= 2
-    if batch != target["batch_size"]:
-        notes.append(f"batch {target['batch_size']} -> {batch}: at least {MIN_STEPS_PER_EPOCH} steps an epoch "
-                     f"on {train_n} images (lr scaled alike)")
     full = train_n
     epochs = max(1, round(images / train_n))
     if epochs < PROXY_MIN_EPOCHS:  # keep a complete schedule: fewer images rather than fewer epochs
         epochs = min(PROXY_MIN_EPOCHS, target["epochs"])
-        train_n = min(train_n, max(int(images / epochs), 2 * batch))
+        train_n = min(train_n, max(int(images / epochs), 2 * MIN_BATCH))
+    # The target's number of optimizer steps: the batch shrinks with the images (a power of two,
+    # the lr scaled alike). On the fidelity panel, the table regime's proxy at its own batch
+    # (190 steps) ranked policies against the target's order; with batch 64 (790 steps), with it.
+    target_steps = target["epochs"] * target_steps_per_epoch
+    batch = _power_of_two_at_most(train_n * epochs / target_steps)
+    batch = max(MIN_BATCH, min(target["batch_size"], batch))
     if epochs * math.ceil(train_n / batch) < MIN_STEPS:  # too few steps to learn anything: all the data
         train_n = full
         epochs = max(epochs, math.ceil(MIN_STEPS / math.ceil(train_n / batch)))
@@ -102,10 +102,12 @@ def derive_proxy(target: dict, n_train: int, *, cost: float = PROXY_COST) -> tup
                      f"even past {cost:g} of the target's cost")
     elif train_n < full:
         notes.append(f"train subset of {train_n} images, so that {epochs} epochs cost {cost:g} of the target")
+    if batch != target["batch_size"]:
+        notes.append(f"batch {target['batch_size']} -> {batch}: about the target's {target_steps} optimizer steps "
+                     f"(lr scaled alike)")
     scale = epochs / target["epochs"]
     # Warm-up keeps the target's number of steps (a shorter one let the lr jump to its peak in
     # 9 steps and cost a width-32 net half its accuracy), at most a quarter of the schedule.
-    target_steps_per_epoch = max(1, target_train // target["batch_size"])
     warmup_steps = target.get("warmup_epochs", 1.0) * target_steps_per_epoch
     warmup = min(warmup_steps / max(1, train_n // batch), epochs / 4)
     proxy = {**target, "epochs": epochs, "train_size": train_n, "val_size": val, "batch_size": batch,
@@ -114,6 +116,10 @@ def derive_proxy(target: dict, n_train: int, *, cost: float = PROXY_COST) -> tup
              "weak_aug_epochs": min(epochs, round(target.get("weak_aug_epochs", 0) * scale)),
              "eval_test": False}
     return proxy, notes
+
+
+def _power_of_two_at_most(x: float) -> int:
+    return 2 ** max(0, math.floor(math.log2(max(x, 1.0))))
 
 
 def confirmation_config(target: dict, proxy: dict, fidelity: float = 1.0) -> dict:
