@@ -213,6 +213,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", help="run only these regimes (target and/or proxy names)")
     ap.add_argument("--data-dir", help="data root (else $AUTOSOFT_DATA)")
     ap.add_argument("--table-only", action="store_true", help="only rebuild the report from finished runs")
+    ap.add_argument("--readme", metavar="FILE", help="also write the summary table into FILE between its fidelity markers")
     args = ap.parse_args(argv)
     try:
         print(study(args))
@@ -234,7 +235,12 @@ def study(args) -> str:
         raise AutosoftError(f"unknown regime {sorted(unknown)[0]!r}; allowed: {', '.join(regs)}")
     if not args.table_only:
         run_all(policies, regs, args.seeds, set(args.only or ()))
-    return write_report(collect(policies, regs, args.seeds), regs, args.seeds)
+    report = write_report(collect(policies, regs, args.seeds), regs, args.seeds)
+    if args.readme:
+        from experiments.table import write_between_markers
+        summary = report.split("\n\n")[0]  # the table of Spearman and cost per regime
+        write_between_markers(Path(args.readme), summary, ("<!-- fidelity:start -->", "<!-- fidelity:end -->"))
+    return report
 
 
 if __name__ == "__main__":

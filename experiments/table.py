@@ -84,8 +84,9 @@ def _fmt(values: list[float]) -> str:
     if not values:
         return "-"
     mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * mean:.2f} ± {100 * std:.2f}"
+    if len(values) == 1:  # one seed has no spread to show
+        return f"{100 * mean:.2f}"
+    return f"{100 * mean:.2f} ± {100 * statistics.stdev(values):.2f}"
 
 
 def test_split_of(finals: list[dict]) -> str:
@@ -114,10 +115,10 @@ def write_table(rows: dict[str, list[dict]], results: Path, config: TrainConfig)
 README_MARKERS = ("<!-- table:start -->", "<!-- table:end -->")
 
 
-def write_between_markers(path: Path, table: str) -> None:
-    """Replace what stands between the README's table markers with `table`."""
+def write_between_markers(path: Path, table: str, markers: tuple[str, str] = README_MARKERS) -> None:
+    """Replace what stands between the README's two `markers` lines with `table`."""
     text = path.read_text()
-    start, end = README_MARKERS
+    start, end = markers
     if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
         raise AutosoftError(f"{path}: expected one {start} line followed by one {end} line")
     head, rest = text.split(start)
