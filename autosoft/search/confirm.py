@@ -119,6 +119,8 @@ def judge(confirmed: Sequence[Confirmed], *, maximize: bool, metric: str) -> Ver
     scale, unit = (100.0, " points") if metric.endswith("acc") else (1.0, "")
 
     def fmt(c: Confirmed) -> str:
+        if len(c.scores) == 1:  # one seed has no spread to show
+            return f"{c.candidate.name} {scale * c.mean:.2f} (1 seed)"
         return f"{c.candidate.name} {scale * c.mean:.2f} ± {scale * c.std:.2f} ({len(c.scores)} seeds)"
 
     margin = pooled = None
