@@ -46,6 +46,12 @@ class Confirmed:
         return statistics.fmean(self.scores) if self.scores else math.nan
 
     @property
+    def mean_ece(self) -> float | None:
+        """Validation ECE over seeds: the calibration the bar compares with the baseline's."""
+        values = [e for e in self.ece if e is not None]
+        return statistics.fmean(values) if values else None
+
+    @property
     def std(self) -> float:
         return statistics.stdev(self.scores) if len(self.scores) > 1 else 0.0
 
@@ -156,7 +162,8 @@ def write_outputs(confirmed: Sequence[Confirmed], verdict: Verdict, out: Path, m
     from autosoft.search.record import write_csv
     rows = [{"policy": c.candidate.name, "kind": c.candidate.kind, "proxy_score": c.candidate.proxy_score,
              "seeds": len(c.scores), f"{metric}_mean": c.mean if c.scores else None,
-             f"{metric}_std": c.std if c.scores else None, "winner": c is verdict.winner,
+             f"{metric}_std": c.std if c.scores else None, "val_ece_mean": c.mean_ece,
+             "winner": c is verdict.winner,
              "scores": " ".join(f"{s:.4f}" for s in c.scores)} for c in confirmed]
     write_csv(rows, out / "confirm.csv")
     try:

@@ -254,7 +254,8 @@ def _confirmed_row(c) -> dict:
 
 def _confirmation_provenance(verdict, plan: dict, config: dict, metric: str) -> dict:
     def stats(c):
-        return None if c is None else {"policy": c.candidate.name, "mean": c.mean, "std": c.std, "seeds": len(c.scores)}
+        return None if c is None else {"policy": c.candidate.name, "mean": c.mean, "std": c.std, "seeds": len(c.scores),
+                                       "val_ece": c.mean_ece}
     return {"metric": metric, "winner": stats(verdict.winner), "best_baseline": stats(verdict.best_baseline),
             "best_searched": stats(verdict.best_searched), "searched_won": verdict.searched_won,
             "verdict": verdict.text, "proxy_rank_correlation": verdict.proxy_rank_correlation,

@@ -70,5 +70,6 @@ def test_summarize_reads_finals_and_outputs_are_written(tmp_path):
     with open(tmp_path / "confirm.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["policy"] for r in rows] == ["trial-2", "baseline"] and rows[0]["scores"] == "0.7000 0.8000"
-    assert rows[0]["winner"] == "False" and rows[1]["winner"] == "True"  # 0.75 vs 0.75: the first best wins ties
+    assert rows[0]["winner"] == "False" and rows[1]["winner"] == "True"  # 0.75 vs 0.75: the baseline keeps a tie
+    assert float(rows[0]["val_ece_mean"]) == pytest.approx(0.045) and float(rows[1]["val_ece_mean"]) == pytest.approx(0.1)
     assert (tmp_path / "confirm.png").stat().st_size > 0
