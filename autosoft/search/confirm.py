@@ -55,6 +55,13 @@ class Confirmed:
     def std(self) -> float:
         return statistics.stdev(self.scores) if len(self.scores) > 1 else 0.0
 
+    def summary(self) -> dict:
+        """What the search reports of this policy (SearchResult, provenance, confirm.csv)."""
+        done = bool(self.scores)
+        return {"policy": self.candidate.name, "kind": self.candidate.kind, "proxy_score": self.candidate.proxy_score,
+                "seeds": len(self.scores), "scores": list(self.scores), "mean": self.mean if done else None,
+                "std": self.std if done else None, "val_ece": self.mean_ece}
+
 
 @dataclass
 class Verdict:
@@ -119,8 +126,12 @@ def judge(confirmed: Sequence[Confirmed], *, maximize: bool, metric: str) -> Ver
     baselines = [c for c in done if c.candidate.kind == "baseline"]
     searched = [c for c in done if c.candidate.kind == "searched"]
     best_base, best_search = best(baselines), best(searched)
+    margin = pooled = None
+    if best_base is not None and best_search is not None:
+        margin = sign * (best_search.mean - best_base.mean)
+        pooled = math.sqrt((best_search.std ** 2 + best_base.std ** 2) / 2)
     # A searched policy must beat the best baseline to be exported; a tie goes to the baseline.
-    beats = best_search is not None and (best_base is None or sign * (best_search.mean - best_base.mean) > 0)
+    beats = best_search is not None and (best_base is None or margin > 0)
     winner = best_search if beats else best_base
     scale, unit = (100.0, " points") if metric.endswith("acc") else (1.0, "")
 
@@ -129,10 +140,6 @@ def judge(confirmed: Sequence[Confirmed], *, maximize: bool, metric: str) -> Ver
             return f"{c.candidate.name} {scale * c.mean:.2f} (1 seed)"
         return f"{c.candidate.name} {scale * c.mean:.2f} ± {scale * c.std:.2f} ({len(c.scores)} seeds)"
 
-    margin = pooled = None
-    if best_base is not None and best_search is not None:
-        margin = sign * (best_search.mean - best_base.mean)
-        pooled = math.sqrt((best_search.std ** 2 + best_base.std ** 2) / 2)
     searched_won = winner.candidate.kind == "searched"
     if best_base is None:
         text = f"confirmation winner: {fmt(winner)}; no baseline was confirmed to compare with"
@@ -160,11 +167,13 @@ def write_outputs(confirmed: Sequence[Confirmed], verdict: Verdict, out: Path, m
 
     from autosoft import plots
     from autosoft.search.record import write_csv
-    rows = [{"policy": c.candidate.name, "kind": c.candidate.kind, "proxy_score": c.candidate.proxy_score,
-             "seeds": len(c.scores), f"{metric}_mean": c.mean if c.scores else None,
-             f"{metric}_std": c.std if c.scores else None, "val_ece_mean": c.mean_ece,
-             "winner": c is verdict.winner,
-             "scores": " ".join(f"{s:.4f}" for s in c.scores)} for c in confirmed]
+    rows = []
+    for c in confirmed:
+        row = c.summary()
+        rows.append({"policy": row["policy"], "kind": row["kind"], "proxy_score": row["proxy_score"],
+                     "seeds": row["seeds"], f"{metric}_mean": row["mean"], f"{metric}_std": row["std"],
+                     "val_ece_mean": row["val_ece"], "winner": c is verdict.winner,
+                     "scores": " ".join(f"{s:.4f}" for s in row["scores"])})
     write_csv(rows, out / "confirm.csv")
     try:
         plots.confirmation([(c.candidate.name, c.candidate.kind == "baseline", c.scores) for c in confirmed if c.scores],

@@ -209,7 +209,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
                         finished=outputs["finished"], budget=budget, complete=outputs["finished"] >= budget,
                         pareto=outputs["pareto"], wall_time_s=time.time() - start,
                         verdict=verdict.text if verdict else None,
-                        confirmation=[_confirmed_row(c) for c in confirmed or ()],
+                        confirmation=[c.summary() for c in confirmed or ()],
                         proxy_rank_correlation=verdict.proxy_rank_correlation if verdict else None,
                         chance=chance["message"] if chance else None, stage_times_s=times)
 
@@ -247,15 +247,9 @@ def _confirm(study, out: Path, settings: dict, plan: dict, config: dict, metrics
     return verdict, confirmed
 
 
-def _confirmed_row(c) -> dict:
-    return {"policy": c.candidate.name, "kind": c.candidate.kind, "proxy_score": c.candidate.proxy_score,
-            "scores": list(c.scores), "mean": c.mean if c.scores else None, "std": c.std if c.scores else None}
-
-
 def _confirmation_provenance(verdict, plan: dict, config: dict, metric: str) -> dict:
     def stats(c):
-        return None if c is None else {"policy": c.candidate.name, "mean": c.mean, "std": c.std, "seeds": len(c.scores),
-                                       "val_ece": c.mean_ece}
+        return None if c is None else c.summary()
     return {"metric": metric, "winner": stats(verdict.winner), "best_baseline": stats(verdict.best_baseline),
             "best_searched": stats(verdict.best_searched), "searched_won": verdict.searched_won,
             "verdict": verdict.text, "proxy_rank_correlation": verdict.proxy_rank_correlation,
