@@ -127,9 +127,13 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def load_data(config: TrainConfig) -> TrainData:
-    """The train / validation / test sets the config asks for (validation comes out of train)."""
-    train_set = load_dataset(config.dataset, "train", data_dir=config.data_dir, download=config.download)
+def load_data(config: TrainConfig, *, train_set: Dataset | None = None) -> TrainData:
+    """The train / validation / test sets the config asks for (validation comes out of train).
+
+    `train_set`: the config's whole train split, when the caller has read it already.
+    """
+    if train_set is None:
+        train_set = load_dataset(config.dataset, "train", data_dir=config.data_dir, download=config.download)
     val_set = None
     if config.val_size:
         train_set, val_set = train_val_split(train_set, config.val_size, seed=config.seed)

@@ -86,7 +86,8 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     data_dir = None if data_dir is None else str(data_dir)
     target_cfg = proxy_rules.target_config(dataset, target, data_dir=data_dir)
     download = bool(isinstance(proxy, dict) and proxy.get("download")) or target_cfg["download"]
-    n_train = len(load_dataset(dataset, "train", data_dir=data_dir, download=download))  # missing data: fail now
+    train_set = load_dataset(dataset, "train", data_dir=data_dir, download=download)  # missing data: fail now
+    n_train = len(train_set)
     threads = max(1, int(cpus_per_trial)) if cpus_per_trial else 1
     proxy_cfg, proxy_notes = _settings.proxy_config(dataset, proxy, target=target_cfg, n_train=n_train, seed=seed,
                                                     data_dir=data_dir, threads=threads)
@@ -99,9 +100,10 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
              "early_stopping": early_stopping,
              "storage": storage,  # None: sqlite in the output folder
              "study_name": f"autosoft-{out.name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"}
-    data = load_data(TrainConfig.from_dict(proxy_cfg))  # unknown data set or missing files: fail before Ray
+    proxy_train = TrainConfig.from_dict(proxy_cfg)
+    data = load_data(proxy_train, train_set=train_set)  # the split read above, not read (decoded) again
     shape = data.train.num_classes, data.train.images.shape[1]
-    check_model(TrainConfig.from_dict(proxy_cfg), *shape)  # an unknown model: fail now, not in every trial
+    check_model(proxy_train, *shape)  # an unknown model: fail now, not in every trial
     if plan["top_k"]:
         check_model(TrainConfig.from_dict(confirm_cfg), *shape)
         if confirm_cfg["val_size"] >= n_train:
