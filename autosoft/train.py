@@ -63,6 +63,7 @@ class TrainConfig:
     cutmix_alpha: float = 0.0       # > 0: CutMix likewise; with both, each batch picks one at random
     train_size: int | None = None   # stratified subset of the train split (None = all of it)
     val_size: int = 0               # held out of the train split, stratified; never the test split
+    val_every: int = 1              # validate every N epochs and after the last; 0: after the last only
     seed: int = 0
     device: str = "auto"            # auto = cuda if available, else cpu
     threads: int | None = None      # CPU threads for torch (None = torch's default)
@@ -92,6 +93,7 @@ class TrainConfig:
             (self.mixup_alpha >= 0, "mixup_alpha", "a number >= 0"),
             (self.cutmix_alpha >= 0, "cutmix_alpha", "a number >= 0"),
             (self.val_size >= 0, "val_size", "an integer >= 0"),
+            (self.val_every >= 0, "val_every", "an integer >= 0 (0: validate after the last epoch only)"),
             (self.train_size is None or self.train_size >= 2, "train_size", "an integer >= 2 or None"),
         ]
         for ok, name, allowed in checks:
@@ -395,7 +397,7 @@ def train(config: TrainConfig, policy: Policy | str, *, run_dir: str | Path | No
             metrics: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss,
                                        "train_acc": correct.item() / seen,
                                        "lr": optimizer.param_groups[0]["lr"]}
-            if data.val is not None:
+            if data.val is not None and _validates(config, epoch):
                 val_logits = predict_logits(predict, data.val.images)
                 val_labels = data.val.labels.to(val_logits.device)
                 metrics["val_acc"] = (val_logits.argmax(1) == val_labels).float().mean().item()
@@ -430,6 +432,12 @@ def train(config: TrainConfig, policy: Policy | str, *, run_dir: str | Path | No
         write_plots(run.path, history, reliability)
         atomic_write_json(run.final, final)
     return final
+
+
+def _validates(config: TrainConfig, epoch: int) -> bool:
+    """Whether epoch `epoch` (0-based) ends with a validation pass: the last one always does."""
+    last = epoch == config.epochs - 1
+    return last or (config.val_every > 0 and (epoch + 1) % config.val_every == 0)
 
 
 def write_plots(folder: Path, history: list[dict], reliability: dict | None) -> None:

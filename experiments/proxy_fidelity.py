@@ -192,7 +192,7 @@ def write_report(results: dict, regs: dict, seeds: list[int]) -> str:
         early.append(f"| {regime} | " + " | ".join(cells) + " |")
     configs = ["", "Regimes (overrides of the target config):", ""] + \
               [f"- `{r}`: {json.dumps(PROXIES.get(r, {}))}" for r in results]
-    text = "\n".join(lines + scores + early + configs)
+    text = "\n".join(lines + scores + early + noise_ceiling(results["target"], seeds) + configs)
     RESULTS.mkdir(parents=True, exist_ok=True)
     header = ("# Proxy fidelity on CIFAR-10\n\nTarget: `experiments/configs/cifar10_cpu_w32.json`, scored on the exact "
               f"test split; seeds {seeds}. Spearman over the policies that have a target score. Cost is per run, "
@@ -205,6 +205,29 @@ def write_report(results: dict, regs: dict, seeds: list[int]) -> str:
         w.writeheader()
         w.writerows(rows_csv)
     return text
+
+
+def noise_ceiling(target: dict[str, list[dict]], seeds: list[int]) -> list[str]:
+    """How well the target ranks the panel against itself from one seed to another: no proxy
+    can be expected to agree with the target's ranking better than the target's own seeds do."""
+    from scipy.stats import spearmanr
+
+    per_seed = {s: {n: score_of(f, "target") for n, fs in target.items() for f in fs if f["seed"] == s} for s in seeds}
+    out = ["", "Noise ceiling: the target against itself, seed by seed (Spearman over the policies both seeds have), "
+           "and the seed spread beside the spread of the panel:", ""]
+    for i, a in enumerate(seeds):
+        for b in seeds[i + 1:]:
+            common = [n for n in per_seed[a] if n in per_seed[b]]
+            if len(common) >= 3:
+                rho = spearmanr([per_seed[a][n] for n in common], [per_seed[b][n] for n in common]).statistic
+                out.append(f"- target seed {a} vs seed {b}: Spearman {rho:.2f} over {len(common)} policies")
+    both = {n: [score_of(f, "target") for f in fs] for n, fs in target.items() if len(fs) >= 2}
+    if both:
+        pooled = math.sqrt(statistics.fmean(statistics.variance(v) for v in both.values()))
+        means = [statistics.fmean(v) for v in both.values()]
+        out.append(f"- pooled seed std of a policy's test top-1: {100 * pooled:.2f} points; std of the policy means "
+                   f"across the panel: {100 * statistics.stdev(means):.2f} points ({len(both)} policies with 2+ seeds)")
+    return out
 
 
 def main(argv=None) -> int:

@@ -44,6 +44,19 @@ def test_train_reports_every_epoch_and_learns(small_cifar10, tmp_path):
         train(_config(small_cifar10, epochs=4, lr=0.2), "softaug", run_dir=run)
 
 
+def test_val_every_validates_less_and_trains_the_same(small_cifar10):
+    # Validation draws no randomness and changes no weights: the same run with fewer passes ends identically.
+    every, every2, last = ([], [], [])
+    finals = [train(_config(small_cifar10, epochs=3, val_every=n), "randaugment", report=lambda e, m, r=r: r.append(m))
+              for n, r in ((1, every), (2, every2), (0, last))]
+    assert [("val_acc" in m) for m in every] == [True, True, True]
+    assert [("val_acc" in m) for m in every2] == [False, True, True]
+    assert [("val_acc" in m) for m in last] == [False, False, True]
+    assert finals[0]["val_acc"] == finals[1]["val_acc"] == finals[2]["val_acc"]
+    assert finals[0]["top1"] == finals[2]["top1"]
+    assert [m["train_loss"] for m in every] == [m["train_loss"] for m in last]
+
+
 class _Stop(Exception):
     pass
 
@@ -106,6 +119,7 @@ def test_divergence_is_reported(small_cifar10):
     ("epochs", 0, "epochs: expected an integer >= 1"),
     ("schedule", "linear", "schedule: expected one of onecycle, cosine"),
     ("weak_aug_epochs", 9, "weak_aug_epochs: expected an integer in [0, epochs=3]"),
+    ("val_every", -1, "val_every: expected an integer >= 0"),
 ])
 def test_bad_config(small_cifar10, field, value, message):
     with pytest.raises(AutosoftError, match=message.replace("[", r"\[").replace("]", r"\]")):

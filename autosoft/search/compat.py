@@ -172,6 +172,8 @@ def run_trial(config: dict, *, proxy: dict, data) -> None:
     from autosoft.train import TrainConfig, train
 
     def report(epoch: int, metrics: dict) -> None:
+        if "val_acc" not in metrics:
+            return  # an epoch without a validation pass (val_every): Tune requires the metric in every result
         # ray 2.60.0's function API: tune.report(dict), numbers only (older Ray: session.report, **kwargs)
         tune.report({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
 
@@ -232,7 +234,8 @@ def make_searcher(space, *, metrics, modes, sampler, study_name, storage, epochs
             ot_trial = self._ot_trials[trial_id]
             # A trial stopped by ASHA or cut short arrives without a result: use its last report.
             result = result or self.last_result.get(trial_id)
-            epochs_run = int(result.get("training_iteration", 0)) if result else 0
+            # Epochs, not reports: a trial validated after its last epoch only reports once.
+            epochs_run = int(result["epoch"]) + 1 if result and "epoch" in result else 0
             if result:
                 ot_trial.set_user_attr("metrics", {k: v for k, v in result.items()
                                                    if k.startswith(("val_", "train_")) and finite(v)})
@@ -285,7 +288,7 @@ def make_scheduler(epochs: int, stopped: set, grace_fraction: float):
                 # Known baselines always run to the end: the search result is compared with
                 # their full-schedule score, and strong augmentation looks weak early on.
                 return TrialScheduler.CONTINUE
-            if action == TrialScheduler.STOP and result.get("training_iteration", 0) < epochs:
+            if action == TrialScheduler.STOP and result.get("epoch", epochs) + 1 < epochs:
                 stopped.add(trial.trial_id)
             return action
 

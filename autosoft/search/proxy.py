@@ -123,14 +123,15 @@ def _power_of_two_at_most(x: float) -> int:
 
 
 def confirmation_config(target: dict, proxy: dict, fidelity: float = 1.0) -> dict:
-    """The target with `fidelity` of its epochs, scored on a validation split as large as the proxy's."""
+    """The target with `fidelity` of its epochs, scored on a validation split as large as the
+    proxy's, once, after the last epoch (only the final score is compared)."""
     if not 0 < fidelity <= 1:
         raise AutosoftError(f"confirmation fidelity: expected a fraction in (0, 1], got {fidelity!r}")
     epochs = max(1, round(target["epochs"] * fidelity))
     scale = epochs / target["epochs"]
     return {**target, "epochs": epochs, "warmup_epochs": target.get("warmup_epochs", 1.0) * scale,
             "weak_aug_epochs": min(epochs, round(target.get("weak_aug_epochs", 0) * scale)),
-            "val_size": max(target.get("val_size") or 0, proxy["val_size"]), "eval_test": False,
+            "val_size": max(target.get("val_size") or 0, proxy["val_size"]), "val_every": 0, "eval_test": False,
             "threads": proxy.get("threads")}
 
 

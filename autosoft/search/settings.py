@@ -78,7 +78,7 @@ def choose_baselines(enqueue_baselines: bool | Sequence[str], samples: list) -> 
 
 
 def proxy_config(dataset: str, proxy: str | dict = "auto", *, target: dict, n_train: int, seed: int = 0,
-                 data_dir=None, threads: int | None = None) -> tuple[dict, list[str]]:
+                 data_dir=None, threads: int | None = None, early_stopping: str = "off") -> tuple[dict, list[str]]:
     """The proxy task's TrainConfig as a dict, and how it was made, in words.
 
     "auto" derives it from `target` (see `autosoft.search.proxy`); "cpu" / "gpu" start from a
@@ -99,6 +99,14 @@ def proxy_config(dataset: str, proxy: str | dict = "auto", *, target: dict, n_tr
                             f"{', '.join(PROXY_PRESETS)}")
     if overrides:
         notes.append("overridden: " + ", ".join(sorted(overrides)))
+    # Without early stopping only a trial's final score is used: validating after every epoch
+    # would cost about a fifth of each trial for nothing. ASHA scores every epoch.
+    if early_stopping == "off":
+        base = {**base, "val_every": 0}
+        notes.append("validated after the last epoch only")
+    elif overrides.get("val_every", 1) != 1:
+        raise AutosoftError(f"proxy val_every: early stopping ({early_stopping}) scores every epoch; "
+                            f"expected 1, got {overrides['val_every']!r}")
     config = {**base, **overrides, "dataset": dataset, "seed": seed, "data_dir": data_dir, "eval_test": False}
     if threads is not None:
         config["threads"] = threads

@@ -68,17 +68,30 @@ def test_proxy_config_auto_preset_and_overrides():
     auto, notes = proxy_config("cifar10", "auto", target=target, n_train=50000, threads=1)
     assert auto["epochs"] == 10 and auto["threads"] == 1 and notes[0] == "derived from the target"
     preset, notes = proxy_config("cifar10", "cpu", target=target, n_train=50000)
-    assert preset["model_kwargs"] == {"width": 16} and preset["epochs"] == 15 and notes == ["the 'cpu' preset"]
+    assert preset["model_kwargs"] == {"width": 16} and preset["epochs"] == 15 and notes[0] == "the 'cpu' preset"
     over, notes = proxy_config("cifar10", {"epochs": 3}, target=target, n_train=50000)
-    assert over["epochs"] == 3 and over["train_size"] == 5000 and notes[-1] == "overridden: epochs"
+    assert over["epochs"] == 3 and over["train_size"] == 5000 and "overridden: epochs" in notes
     with pytest.raises(AutosoftError, match="allowed: auto \\(derived from the target\\), cpu, gpu"):
         proxy_config("cifar10", "tpu", target=target, n_train=50000)
+
+
+def test_proxy_validates_every_epoch_only_for_early_stopping():
+    target = target_config("cifar10", W32)
+    off, notes = proxy_config("cifar10", "auto", target=target, n_train=50000)
+    assert off["val_every"] == 0 and "validated after the last epoch only" in notes
+    asha, notes = proxy_config("cifar10", "cpu", target=target, n_train=50000, early_stopping="asha")
+    assert asha["val_every"] == 1 and "validated after the last epoch only" not in notes
+    kept, _ = proxy_config("cifar10", {"val_every": 5}, target=target, n_train=50000)
+    assert kept["val_every"] == 5
+    with pytest.raises(AutosoftError, match="proxy val_every: early stopping \\(asha\\) scores every epoch"):
+        proxy_config("cifar10", {"val_every": 0}, target=target, n_train=50000, early_stopping="asha")
 
 
 def test_confirmation_config_and_plan():
     proxy, _ = derive_proxy(W32, n_train=50000)
     full = confirmation_config(W32, proxy)
     assert full["epochs"] == 40 and full["val_size"] == 5000 and full["eval_test"] is False
+    assert full["val_every"] == 0  # only the final score is compared
     half = confirmation_config(W32, proxy, 0.5)
     assert half["epochs"] == 20 and half["warmup_epochs"] == 1.0
     with pytest.raises(AutosoftError, match="fraction in \\(0, 1\\]"):

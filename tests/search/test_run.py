@@ -200,7 +200,8 @@ def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10
     assert settings["proxy"]["model_kwargs"] == {"width": 8} and settings["proxy"]["epochs"] == 8
     assert settings["proxy"]["weight_decay"] == 5e-4 and settings["proxy"]["schedule"] == "onecycle"
     assert any(note.startswith("batch 100 -> 16") for note in settings["proxy_rules"])  # the target's 8 steps
-    assert settings["proxy_rules"][0] == "derived from the target" and "overridden" in settings["proxy_rules"][-1]
+    assert settings["proxy_rules"][0] == "derived from the target" and any("overridden" in n for n in settings["proxy_rules"])
+    assert settings["proxy"]["val_every"] == 0 and settings["confirmation"]["config"]["val_every"] == 0
     assert settings["confirmation"]["config"]["epochs"] == 2 and settings["confirmation"]["config"]["val_size"] == 300
     assert result.chance is None, result.chance
     assert settings["early_stopping"] == "off" and all(r["state"] == "complete" for r in _rows(out))
