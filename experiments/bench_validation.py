@@ -1,0 +1,54 @@
+"""What per-epoch validation costs a search trial: the derived proxy of the main table's
+target trained with validation after every epoch and after the last only, side by side.
+
+Interleaved runs (best of --repeats), same config, seed and threads; prints each run's
+seconds per epoch and the share of a trial that per-epoch validation takes.
+
+    python experiments/bench_validation.py [--epochs 2] [--repeats 2] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+from autosoft.process import keep_freed_memory  # noqa: E402
+from autosoft.search.proxy import derive_proxy  # noqa: E402
+from autosoft.train import TrainConfig, load_data, train  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--target", default=str(ROOT / "experiments/configs/cifar10_cpu_w32.json"))
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="a trial's threads (the search's default: 1)")
+    args = ap.parse_args(argv)
+    keep_freed_memory()
+    proxy, _ = derive_proxy(json.loads(Path(args.target).read_text()), n_train=50000)
+    base = {**proxy, "epochs": args.epochs, "warmup_epochs": 0.5, "threads": args.threads, "eval_test": False}
+    data = load_data(TrainConfig.from_dict(base))
+    times = {"every epoch": [], "last epoch only": []}
+    for _ in range(args.repeats):
+        for name, every in (("every epoch", 1), ("last epoch only", 0)):
+            t0 = time.perf_counter()
+            train(TrainConfig.from_dict({**base, "val_every": every}), "trivialaugment", data=data)
+            times[name].append(time.perf_counter() - t0)
+    best = {k: min(v) for k, v in times.items()}
+    print(f"proxy: width {proxy['model_kwargs'].get('width')}, {proxy['train_size']} images, batch {proxy['batch_size']}, "
+          f"{proxy['val_size']} validation images, {args.threads} thread(s), {args.epochs} epochs")
+    for k, v in best.items():
+        print(f"  validated {k}: {v / args.epochs:.1f} s/epoch (runs: {', '.join(f'{t:.1f}' for t in times[k])} s)")
+    one_pass = (best["every epoch"] - best["last epoch only"]) / (args.epochs - 1)
+    epoch = best["last epoch only"] / args.epochs
+    print(f"  one validation pass: {one_pass:.1f} s = {one_pass / (epoch + one_pass):.0%} of a validated epoch")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
