@@ -236,7 +236,11 @@ def _discard_study(out: Path) -> None:
 
 def _comparable(key: str, value):
     if key in ("proxy", "target") and isinstance(value, dict):
-        return {k: v for k, v in value.items() if k not in PROXY_FREE_KEYS}
+        # Filled with today's defaults: a search saved before a config field existed resumes
+        # under a newer autosoft as long as the field keeps its default.
+        from autosoft.train import TrainConfig
+        full = {**TrainConfig().to_dict(), **value}
+        return {k: v for k, v in full.items() if k not in PROXY_FREE_KEYS}
     if key == "confirmation" and isinstance(value, dict):  # more policies or seeds only add runs
         return {"config": _comparable("proxy", value.get("config")), "fidelity": value.get("fidelity")}
     return value

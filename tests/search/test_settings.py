@@ -56,6 +56,11 @@ def test_resume_check_compares_the_search_not_its_speed(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["search.json", "study.db"]  # no temporary file left
     with pytest.raises(AutosoftError, match="--resume: proxy differs"):
         save_settings(out, resume=True, fresh={**fresh, "proxy": {"epochs": 3}})
+    # a config field a newer autosoft added, at its default, is no difference; off its default it is
+    newer = {**fresh, "proxy": {**fresh["proxy"], "val_every": 1}, "target": {**fresh["target"], "val_every": 1}}
+    assert save_settings(out, resume=True, fresh=newer)["study_name"] == "first"
+    with pytest.raises(AutosoftError, match="--resume: proxy differs"):
+        save_settings(out, resume=True, fresh={**newer, "proxy": {**fresh["proxy"], "val_every": 0}})
     with pytest.raises(AutosoftError, match="--resume: seed differs"):
         save_settings(out, resume=True, fresh={**fresh, "seed": 1})
     with pytest.raises(AutosoftError, match="--resume: target differs"):
