@@ -69,6 +69,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> bool
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     kwargs = dict(logging_level=logging.WARNING, log_to_driver=False,
                   runtime_env={"env_vars": {"PYTHONPATH": path}})
+    address = address or os.environ.get("RAY_ADDRESS") or None  # Ray's own variable names a cluster to join
     if address:
         check_ray_address(address)
         try:
@@ -76,7 +77,9 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> bool
         except (ConnectionError, ValueError) as e:
             raise AutosoftError(f"cannot join the Ray cluster at {address!r}: {str(e).splitlines()[0]}") from None
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **kwargs)
+        # address="local": a Ray of its own. With no address, ray 2.60.0 joins any Ray instance
+        # running on the machine (another search's, a `ray start` cluster) and its CPU count.
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **kwargs)
     return True
 
 
