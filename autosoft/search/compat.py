@@ -166,16 +166,26 @@ def _fits(total: dict, cpus: float, gpus: float, where: str = "the Ray cluster")
 
 # ---- the trial: runs in a Ray worker ------------------------------------------------------
 def run_trial(config: dict, *, proxy: dict, data) -> None:
-    """One trial: train the proxy with the suggested policy, report every epoch to Tune."""
+    """One trial: train the proxy with the suggested policy, report every epoch to Tune.
+
+    Each report also carries the Ray node the trial runs on (`node_id`; Tune adds `node_ip`)
+    and the train loss of every epoch so far (`train_loss_per_epoch`), for the study's record.
+    """
+    import ray
     from ray import tune
     from autosoft.policy import Policy
     from autosoft.train import TrainConfig, train
 
+    node_id = ray.get_runtime_context().get_node_id()
+    losses: list[float] = []
+
     def report(epoch: int, metrics: dict) -> None:
+        losses.append(metrics.get("train_loss"))  # every epoch's, validated or not
         if "val_acc" not in metrics:
             return  # an epoch without a validation pass (val_every): Tune requires the metric in every result
         # ray 2.60.0's function API: tune.report(dict), numbers only (older Ray: session.report, **kwargs)
-        tune.report({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        tune.report({**{k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+                     "node_id": node_id, "train_loss_per_epoch": list(losses)})
 
     policy = Policy.from_dict(config["policy"], source=f"trial {config['trial_number']}")
     train(TrainConfig.from_dict(proxy), policy, report=report, quiet=True, data=data)
@@ -192,7 +202,7 @@ def make_searcher(space, *, metrics, modes, sampler, study_name, storage, epochs
     from optuna.trial import TrialState
     from ray.tune.search.optuna import OptunaSearch
 
-    from autosoft.policy import load_policy
+    from autosoft.policy import Policy, load_policy
     from autosoft.search.record import finite
 
     def define_by_run(trial) -> dict:
@@ -207,6 +217,10 @@ def make_searcher(space, *, metrics, modes, sampler, study_name, storage, epochs
             super().__init__(define_by_run, metric=metric, mode=mode, sampler=sampler,
                              study_name=study_name, storage=storage)
             self.last_result: dict[str, dict] = {}
+            # per trial, what `_record` has written: the last epoch reported, the node, the train losses
+            self.steps: dict[str, int] = {}
+            self.nodes: dict[str, str] = {}
+            self.losses: dict[str, list] = {}
             self.failed: set[int] = set()
 
         @property
@@ -217,13 +231,43 @@ def make_searcher(space, *, metrics, modes, sampler, study_name, storage, epochs
             config = super().suggest(trial_id)
             ot_trial = self._ot_trials[trial_id]
             ot_trial.set_user_attr("policy", config["policy"])
+            try:  # the same policy as a person reads it (`autosoft show`), for optuna-dashboard
+                ot_trial.set_user_attr("policy_text", repr(Policy.from_dict(config["policy"], source="trial")))
+            except AutosoftError:
+                pass  # an invalid policy fails in its trial, with the error recorded there
             ot_trial.set_user_attr("tune_trial_id", trial_id)
             return {"policy": config["policy"], "trial_number": ot_trial.number,
                     "fixed_policy": ot_trial.user_attrs.get("fixed_policy")}
 
         def on_trial_result(self, trial_id: str, result: dict):
+            # Replaces OptunaSearch.on_trial_result (no super() call), which reports the score at
+            # Tune's report count (`training_iteration`); see `_record`.
             self.last_result[trial_id] = result
-            super().on_trial_result(trial_id, result)
+            if trial_id not in self._completed_trials:
+                self._record(trial_id, result)
+
+        def _record(self, trial_id: str, result: dict) -> None:
+            """A report into the study: the score as an intermediate value at its epoch (1-based),
+            so that optuna-dashboard's curves line up with epochs even for a trial validated after
+            its last epoch only (Optuna keeps none for two objectives); the node; the train losses.
+
+            ray 2.60.0 passes a result the scheduler stops on (ASHA at its last rung or max_t) to
+            on_trial_complete only, not to on_trial_result: both call this, once per epoch.
+            """
+            ot_trial = self._ot_trials[trial_id]
+            step = int(result["epoch"]) + 1 if "epoch" in result else int(result.get("training_iteration", 1))
+            if len(metrics) == 1 and finite(result.get(metrics[0])) and self.steps.get(trial_id, 0) < step:
+                self.steps[trial_id] = step
+                ot_trial.report(result[metrics[0]], step)
+            node = result.get("node_id")
+            if node and self.nodes.get(trial_id) != node:
+                self.nodes[trial_id] = node
+                ot_trial.set_user_attr("node", node)  # the Ray node it runs on, and that node's IP
+                ot_trial.set_user_attr("node_ip", result.get("node_ip"))
+            losses = result.get("train_loss_per_epoch")
+            if losses and self.losses.get(trial_id) != losses:
+                self.losses[trial_id] = losses
+                ot_trial.set_user_attr("train_loss", [v if finite(v) else None for v in losses])
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
             # Replaces OptunaSearch.on_trial_complete (no super() call): ray 2.60.0 tells every trial
@@ -237,6 +281,7 @@ def make_searcher(space, *, metrics, modes, sampler, study_name, storage, epochs
             # Epochs, not reports: a trial validated after its last epoch only reports once.
             epochs_run = int(result["epoch"]) + 1 if result and "epoch" in result else 0
             if result:
+                self._record(trial_id, result)
                 ot_trial.set_user_attr("metrics", {k: v for k, v in result.items()
                                                    if k.startswith(("val_", "train_")) and finite(v)})
                 ot_trial.set_user_attr("wall_time_s", result.get("time_total_s"))
