@@ -144,7 +144,8 @@ def _add_search_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the search in --out; finished trials are kept")
     p.add_argument("--objective", default="acc", help="acc (default) | ece | nll, or two joined: acc,ece")
     p.add_argument("--storage", help="Optuna database URL (default sqlite:///OUT/study.db)")
-    p.add_argument("--ray-address", help="join this Ray cluster (e.g. auto, or ray://host:10001)")
+    p.add_argument("--ray-address", help="join this Ray cluster: its head's host:port, auto, or ray://host:10001 "
+                                         "(token authentication: README, 'Running on a cluster')")
     p.add_argument("--time-limit", help="stop starting trials after this long: 600, 30m, 1.5h (--resume continues)")
     p.add_argument("--target-config", metavar="FILE",
                    help="JSON train config the policy is for (default: 'autosoft train' defaults for the data set)")

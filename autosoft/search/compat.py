@@ -70,12 +70,12 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> bool
     kwargs = dict(logging_level=logging.WARNING, log_to_driver=False,
                   runtime_env={"env_vars": {"PYTHONPATH": path}})
     address = address or os.environ.get("RAY_ADDRESS") or None  # Ray's own variable names a cluster to join
-    if address:
-        check_ray_address(address)
+    if address and address != "local":
+        check_ray_address(address)  # also turns token authentication on when this machine has a token
         try:
             ray.init(address=address, **kwargs)
-        except (ConnectionError, ValueError) as e:
-            raise AutosoftError(f"cannot join the Ray cluster at {address!r}: {str(e).splitlines()[0]}") from None
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            raise AutosoftError(_join_error(address, e)) from None
     else:
         # address="local": a Ray of its own. With no address, ray 2.60.0 joins any Ray instance
         # running on the machine (another search's, a `ray start` cluster) and its CPU count.
@@ -94,11 +94,16 @@ def check_ray_address(address: str | None, timeout_s: float = RAY_CONNECT_TIMEOU
     (host:port), to the Ray Client server (ray://host:port), or, for "auto", to the cluster that
     `ray._private.services.canonicalize_bootstrap_address` finds (a private function: the one
     that reads RAY_ADDRESS, /tmp/ray/ray_current_cluster and the running GCS processes, as
-    `ray.init("auto")` itself does). A port that answers but is no Ray cluster is not caught here.
+    `ray.init("auto")` itself does). Then, for a GCS address, one request to it, which a
+    cluster with token authentication answers at once when this machine's token is missing or
+    wrong (see `use_ray_token`): one line that says which, not Ray's 20 s of retries and
+    "Failed to connect to Ray cluster". A port that answers but is no Ray GCS fails after
+    `RAY_PROBE_TIMEOUT_S`.
     """
     import socket
     if not address or address == "local":
         return
+    use_ray_token()
     if address.startswith("ray://"):
         target = address[len("ray://"):]
     else:
@@ -121,6 +126,144 @@ def check_ray_address(address: str | None, timeout_s: float = RAY_CONNECT_TIMEOU
         raise AutosoftError(f"cannot join the Ray cluster at {address!r}: nothing answers at {where} "
                             f"({why}, waited at most {timeout_s:.0f} s); start it with 'ray start --head', "
                             "or drop --ray-address to run on this machine") from None
+    if not address.startswith("ray://"):  # Ray Client servers authenticate on their own terms
+        _probe_gcs(address, target)
+
+
+# ---- joining a cluster: ray 2.60.0's token authentication --------------------------------------
+# ray 2.60.0 (from its source, ray/_private/authentication/ and ray/_private/worker.py):
+#  - the mode is the environment variable RAY_AUTH_MODE ("token" or "disabled"), read by every
+#    Ray process; the token is, first found: RAY_AUTH_TOKEN (the value), the file RAY_AUTH_TOKEN_PATH
+#    names (unreadable or empty: Ray aborts), ~/.ray/auth_token (the first local `ray.init()` on a
+#    machine generates it);
+#  - a local `ray.init()` turns token mode on by default; `ray start --head` turns it on when a
+#    token is found; a cluster in token mode refuses every client and node without its token;
+#  - `ray.init(address="auto")` turns token mode on when a token is found, but an explicit
+#    address ("host:port") never does: so `--ray-address 127.0.0.1:6399` was refused ("Failed to
+#    connect to Ray cluster at <node ip>:6399", after 20 s of retries) where `auto` joined;
+#  - `ray start --address=...` (a worker node) never turns it on either: a second node needs
+#    RAY_AUTH_MODE=token in its environment, and the cluster's token (README: "Running on a cluster").
+# A client in token mode joins a cluster without authentication as well (tried on 2.60.0).
+RAY_TOKEN_FILE = Path("~/.ray/auth_token")
+RAY_PROBE_TIMEOUT_S = 10.0
+
+
+def ray_token_source() -> str | None:
+    """Where this process's Ray token comes from, in words (None: it has none), as Ray looks for it."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "RAY_AUTH_TOKEN"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if path:
+        try:
+            if Path(path).expanduser().read_text().strip():
+                return f"RAY_AUTH_TOKEN_PATH ({path})"
+        except OSError:
+            pass
+        # Ray itself aborts the process on this (a C++ check), with no way to catch it.
+        raise AutosoftError(f"RAY_AUTH_TOKEN_PATH={path}: no Ray token can be read there; point it at the file "
+                            "holding the cluster's token (`ray get-auth-token` on the head node prints it), "
+                            "or unset it")
+    default = RAY_TOKEN_FILE.expanduser()
+    try:
+        return str(default) if default.read_text().strip() else None
+    except OSError:
+        return None
+
+
+def use_ray_token() -> str | None:
+    """Before joining a cluster at any address: token mode on when this machine has a token and
+    RAY_AUTH_MODE is unset (as ray 2.60.0 does for "auto" only); returns the token's source.
+
+    Uses ray 2.60.0's private `_enable_token_auth` (sets RAY_AUTH_MODE=token in this process,
+    inherited by what it starts, and reloads Ray's cached config so the mode applies now).
+    """
+    source = ray_token_source()
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if source is None and mode is not None and mode.lower() == "token":
+        # ray 2.60.0 aborts the process (a failed C++ check) on its first request without a token.
+        raise AutosoftError("Ray token authentication is on here (RAY_AUTH_MODE=token) but this machine has no "
+                            "token; `ray get-auth-token` on the head node prints the cluster's token: put it in "
+                            "~/.ray/auth_token, or in RAY_AUTH_TOKEN")
+    import ray
+    if source and mode is None and not ray.is_initialized():  # a process already in a cluster keeps its mode
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+        _enable_token_auth()
+    return source
+
+
+def _token_problem(address: str) -> str:
+    """Why a cluster refused this process's credentials, and what to do, in one line."""
+    where = f"cannot join the Ray cluster at {address!r}"
+    how = ("`ray get-auth-token` on the head node prints its token: put it in ~/.ray/auth_token on this machine, "
+           "or in RAY_AUTH_TOKEN")
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is not None and mode.lower() != "token":
+        return f"{where}: it requires Ray token authentication, but RAY_AUTH_MODE={mode} here; unset it or set it to token"
+    source = ray_token_source()
+    if source is None:
+        return f"{where}: it requires Ray token authentication and this machine has no token; {how}"
+    return f"{where}: it refused the Ray token from {source} (not the cluster's token); {how}"
+
+
+def _probe_gcs(address: str, target: str, timeout_s: float = RAY_PROBE_TIMEOUT_S) -> None:
+    """One request to the GCS at `target` with this process's credentials, bounded by `timeout_s`.
+
+    ray 2.60.0: `ray._raylet.GcsClient(address=...)` asks the GCS for the cluster id once (about
+    10 ms, AuthenticationError at once on a missing or wrong token) but waits 40 s on a port that
+    is no GCS, so it runs in a thread; its C++ warnings on stderr are silenced meanwhile.
+    """
+    import threading
+
+    from ray._raylet import GcsClient
+    from ray.exceptions import AuthenticationError
+
+    outcome: list = []
+
+    def probe():
+        try:
+            GcsClient(address=target)
+            outcome.append(None)
+        except Exception as e:  # noqa: BLE001 - sorted out below
+            outcome.append(e)
+
+    thread = threading.Thread(target=probe, daemon=True, name="autosoft-gcs-probe")
+    with _stderr_silenced():
+        thread.start()
+        thread.join(timeout_s)
+    if not outcome:
+        raise AutosoftError(f"cannot join the Ray cluster at {address!r}: something answers at {target} but no Ray "
+                            f"GCS replied within {timeout_s:.0f} s; give the head node's address "
+                            "(the host:port `ray start --head` printed)")
+    error = outcome[0]
+    if isinstance(error, AuthenticationError):
+        raise AutosoftError(_token_problem(address))
+    # Anything else (an old cluster, a transient error) is left to ray.init, which says more.
+
+
+def _join_error(address: str, error: Exception) -> str:
+    """ray.init's failure to join as one line: a refused token named as such."""
+    from ray.exceptions import AuthenticationError
+    cause = error
+    while cause is not None:
+        if isinstance(cause, AuthenticationError) or "InvalidAuthToken" in str(cause):
+            return _token_problem(address)
+        cause = cause.__cause__ or cause.__context__
+    return f"cannot join the Ray cluster at {address!r}: {str(error).splitlines()[0]}"
+
+
+@contextmanager
+def _stderr_silenced():
+    """File descriptor 2 to /dev/null for a while: Ray's C++ code writes its warnings there directly."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def trial_resources(cpus_per_trial, gpus_per_trial, proxy: dict) -> tuple[float, float]:
@@ -169,16 +312,26 @@ def _fits(total: dict, cpus: float, gpus: float, where: str = "the Ray cluster")
 
 # ---- the trial: runs in a Ray worker ------------------------------------------------------
 def run_trial(config: dict, *, proxy: dict, data) -> None:
-    """One trial: train the proxy with the suggested policy, report every epoch to Tune."""
+    """One trial: train the proxy with the suggested policy, report every epoch to Tune.
+
+    Each report also carries the Ray node the trial runs on (`node_id`; Tune adds `node_ip`)
+    and the train loss of every epoch so far (`train_loss_per_epoch`), for the study's record.
+    """
+    import ray
     from ray import tune
     from autosoft.policy import Policy
     from autosoft.train import TrainConfig, train
 
+    node_id = ray.get_runtime_context().get_node_id()
+    losses: list[float] = []
+
     def report(epoch: int, metrics: dict) -> None:
+        losses.append(metrics.get("train_loss"))  # every epoch's, validated or not
         if "val_acc" not in metrics:
             return  # an epoch without a validation pass (val_every): Tune requires the metric in every result
         # ray 2.60.0's function API: tune.report(dict), numbers only (older Ray: session.report, **kwargs)
-        tune.report({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        tune.report({**{k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+                     "node_id": node_id, "train_loss_per_epoch": list(losses)})
 
     policy = Policy.from_dict(config["policy"], source=f"trial {config['trial_number']}")
     train(TrainConfig.from_dict(proxy), policy, report=report, quiet=True, data=data)
@@ -195,7 +348,7 @@ def make_searcher(space, *, metrics, modes, sampler, study_name, storage, epochs
     from optuna.trial import TrialState
     from ray.tune.search.optuna import OptunaSearch
 
-    from autosoft.policy import load_policy
+    from autosoft.policy import Policy, load_policy
     from autosoft.search.record import finite
 
     def define_by_run(trial) -> dict:
@@ -210,6 +363,10 @@ def make_searcher(space, *, metrics, modes, sampler, study_name, storage, epochs
             super().__init__(define_by_run, metric=metric, mode=mode, sampler=sampler,
                              study_name=study_name, storage=storage)
             self.last_result: dict[str, dict] = {}
+            # per trial, what `_record` has written: the last epoch reported, the node, the train losses
+            self.steps: dict[str, int] = {}
+            self.nodes: dict[str, str] = {}
+            self.losses: dict[str, list] = {}
             self.failed: set[int] = set()
 
         @property
@@ -220,13 +377,43 @@ def make_searcher(space, *, metrics, modes, sampler, study_name, storage, epochs
             config = super().suggest(trial_id)
             ot_trial = self._ot_trials[trial_id]
             ot_trial.set_user_attr("policy", config["policy"])
+            try:  # the same policy as a person reads it (`autosoft show`), for optuna-dashboard
+                ot_trial.set_user_attr("policy_text", repr(Policy.from_dict(config["policy"], source="trial")))
+            except AutosoftError:
+                pass  # an invalid policy fails in its trial, with the error recorded there
             ot_trial.set_user_attr("tune_trial_id", trial_id)
             return {"policy": config["policy"], "trial_number": ot_trial.number,
                     "fixed_policy": ot_trial.user_attrs.get("fixed_policy")}
 
         def on_trial_result(self, trial_id: str, result: dict):
+            # Replaces OptunaSearch.on_trial_result (no super() call), which reports the score at
+            # Tune's report count (`training_iteration`); see `_record`.
             self.last_result[trial_id] = result
-            super().on_trial_result(trial_id, result)
+            if trial_id not in self._completed_trials:
+                self._record(trial_id, result)
+
+        def _record(self, trial_id: str, result: dict) -> None:
+            """A report into the study: the score as an intermediate value at its epoch (1-based),
+            so that optuna-dashboard's curves line up with epochs even for a trial validated after
+            its last epoch only (Optuna keeps none for two objectives); the node; the train losses.
+
+            ray 2.60.0 passes a result the scheduler stops on (ASHA at its last rung or max_t) to
+            on_trial_complete only, not to on_trial_result: both call this, once per epoch.
+            """
+            ot_trial = self._ot_trials[trial_id]
+            step = int(result["epoch"]) + 1 if "epoch" in result else int(result.get("training_iteration", 1))
+            if len(metrics) == 1 and finite(result.get(metrics[0])) and self.steps.get(trial_id, 0) < step:
+                self.steps[trial_id] = step
+                ot_trial.report(result[metrics[0]], step)
+            node = result.get("node_id")
+            if node and self.nodes.get(trial_id) != node:
+                self.nodes[trial_id] = node
+                ot_trial.set_user_attr("node", node)  # the Ray node it runs on, and that node's IP
+                ot_trial.set_user_attr("node_ip", result.get("node_ip"))
+            losses = result.get("train_loss_per_epoch")
+            if losses and self.losses.get(trial_id) != losses:
+                self.losses[trial_id] = losses
+                ot_trial.set_user_attr("train_loss", [v if finite(v) else None for v in losses])
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
             # Replaces OptunaSearch.on_trial_complete (no super() call): ray 2.60.0 tells every trial
@@ -240,6 +427,7 @@ def make_searcher(space, *, metrics, modes, sampler, study_name, storage, epochs
             # Epochs, not reports: a trial validated after its last epoch only reports once.
             epochs_run = int(result["epoch"]) + 1 if result and "epoch" in result else 0
             if result:
+                self._record(trial_id, result)
                 ot_trial.set_user_attr("metrics", {k: v for k, v in result.items()
                                                    if k.startswith(("val_", "train_")) and finite(v)})
                 ot_trial.set_user_attr("wall_time_s", result.get("time_total_s"))

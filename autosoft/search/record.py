@@ -3,7 +3,10 @@
 Everything here works on the study alone and needs no Ray: opening its storage,
 enqueuing the known policies, requeuing trials a kill cut short, the state of each
 trial, the rows of trials.csv, the exported policy.json with its provenance, and
-the plots. Trials carry their policy, metrics, epochs and error as user attributes.
+the plots. Trials carry their policy (as a dict, `policy`, and as text, `policy_text`),
+metrics, epochs, error, train loss per epoch (`train_loss`) and the Ray node they ran on
+(`node`, `node_ip`) as user attributes, and their validation score per validated epoch as
+intermediate values (one objective): what optuna-dashboard shows.
 """
 
 from __future__ import annotations
@@ -137,7 +140,8 @@ def trial_rows(study, metrics: list[str], pareto: set[int] = frozenset()) -> lis
         row = {"number": t.number, "state": state, "policy": t.user_attrs.get("fixed_policy") or "searched"}
         for metric in metrics:
             row[metric] = m.get(metric)
-        row.update({"epochs": t.user_attrs.get("epochs", 0), "wall_time_s": t.user_attrs.get("wall_time_s")})
+        row.update({"epochs": t.user_attrs.get("epochs", 0), "wall_time_s": t.user_attrs.get("wall_time_s"),
+                    "node": t.user_attrs.get("node")})  # the Ray node id it ran on
         if len(metrics) > 1:
             row["pareto"] = t.number in pareto
         row["error"] = t.user_attrs.get("error")

@@ -81,9 +81,10 @@ def test_states_requeue_rows_and_csv(tmp_path, no_ray):
     path = record.write_csv(rows, tmp_path / "trials.csv")
     with open(path, newline="") as f:
         lines = list(csv.reader(f))
-    assert lines[0] == ["number", "state", "policy", "val_acc", "epochs", "wall_time_s", "error", "param_num_ops"]
-    assert lines[1] == ["0", "complete", "baseline", "0.5", "2", "1.5", "", ""]  # missing cells are empty
-    assert lines[4] == ["3", "failed", "searched", "", "1", "1.5", "TrainingDiverged: in epoch 1",
+    assert lines[0] == ["number", "state", "policy", "val_acc", "epochs", "wall_time_s", "node", "error",
+                        "param_num_ops"]
+    assert lines[1] == ["0", "complete", "baseline", "0.5", "2", "1.5", "", "", ""]  # missing cells are empty
+    assert lines[4] == ["3", "failed", "searched", "", "1", "1.5", "", "TrainingDiverged: in epoch 1",
                         str(trials[3].params["num_ops"])]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study.db", "trials.csv"]  # no temporary file left
 

@@ -21,7 +21,7 @@ pytest.importorskip("optuna")
 
 from autosoft.cli import main as cli_main  # noqa: E402
 from autosoft.errors import AutosoftError  # noqa: E402
-from autosoft.policy import load_policy  # noqa: E402
+from autosoft.policy import Policy, load_policy  # noqa: E402
 from autosoft.search import init_ray, run_search  # noqa: E402
 
 PROXY = {"preset": "cpu", "model": "proxy", "model_kwargs": {"width": 8}, "epochs": 2, "batch_size": 100,
@@ -76,6 +76,38 @@ def test_search_end_to_end_then_retrain(cluster, small_cifar10, tmp_path):
                      "--train-size", "200", "--val-size", "100", "--width", "8", "--batch-size", "100",
                      "--data-dir", str(small_cifar10), "--out", str(tmp_path / "retrain"), "--quiet"])
     assert code == 0 and (tmp_path / "retrain" / "final.json").exists()
+
+
+def test_the_study_reads_back_through_optuna_as_the_dashboard_shows_it(cluster, small_cifar10, tmp_path):
+    """optuna-dashboard shows what Optuna's public API reads: state, policy, metrics, the node,
+    the train loss per epoch, and val_acc per validated epoch as intermediate values (step = epoch)."""
+    import optuna
+    # asha validates every epoch; off may validate after the last epoch only
+    for early_stopping, budget in (("asha", 2), ("off", 1)):
+        out = tmp_path / early_stopping
+        _search(small_cifar10, out, budget=budget, space="randaugment", enqueue_baselines=["baseline"],
+                early_stopping=early_stopping)
+        name = json.loads((out / "search.json").read_text())["study_name"]
+        trials = optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}").get_trials()
+        assert len(trials) == budget and trials[0].user_attrs["fixed_policy"] == "baseline"
+        for t in trials:
+            attrs = t.user_attrs
+            assert t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+            policy = Policy.from_dict(attrs["policy"])  # the machine-readable policy, and as a person reads it
+            assert attrs["policy_text"] == repr(policy) and "base: (PadCrop, p=1, m=0.5)" in attrs["policy_text"]
+            assert policy.kind == ("none" if t.number == 0 else "randaugment")
+            epochs = attrs["epochs"]
+            assert epochs == (2 if t.state == optuna.trial.TrialState.COMPLETE else 1)
+            steps = t.intermediate_values
+            assert max(steps) == epochs and set(steps) <= {1, 2}
+            assert steps[epochs] == pytest.approx(attrs["metrics"]["val_acc"])
+            if early_stopping == "asha":
+                assert sorted(steps) == list(range(1, epochs + 1))
+            if t.state == optuna.trial.TrialState.COMPLETE:
+                assert t.value == pytest.approx(attrs["metrics"]["val_acc"])
+            losses = attrs["train_loss"]
+            assert len(losses) == epochs and losses[-1] == pytest.approx(attrs["metrics"]["train_loss"])
+            assert attrs["node"] == ray.get_runtime_context().get_node_id() and attrs["node_ip"]
 
 
 def test_resume_extends_without_rerunning(cluster, small_cifar10, tmp_path):
