@@ -84,6 +84,7 @@ def proxy_config(dataset: str, proxy: str | dict = "auto", *, target: dict, n_tr
     "auto" derives it from `target` (see `autosoft.search.proxy`); "cpu" / "gpu" start from a
     fixed preset instead. `proxy` may be a dict of overrides with an optional "preset" key.
     """
+    from autosoft.data import TEST_FRACTION
     from autosoft.search.proxy import derive_proxy
     from autosoft.train import PROXY_PRESETS, TrainConfig
 
@@ -99,7 +100,14 @@ def proxy_config(dataset: str, proxy: str | dict = "auto", *, target: dict, n_tr
                             f"{', '.join(PROXY_PRESETS)}")
     if overrides:
         notes.append("overridden: " + ", ".join(sorted(overrides)))
-    config = {**base, **overrides, "dataset": dataset, "seed": seed, "data_dir": data_dir, "eval_test": False}
+    # The proxy sees the target's images: the same size, the same test split held out (a preset too).
+    same_data = {k: target.get(k, default) for k, default in (("image_size", None), ("test_fraction", TEST_FRACTION))}
+    for key, value in same_data.items():
+        if key in overrides and overrides[key] != value:
+            raise AutosoftError(f"proxy {key} {overrides[key]!r} differs from the target's {value!r}: a policy is "
+                                f"searched on the images it is for; set it for both with --{key.replace('_', '-')}")
+    config = {**base, **overrides, **same_data, "dataset": dataset, "seed": seed, "data_dir": data_dir,
+              "eval_test": False}
     if threads is not None:
         config["threads"] = threads
     train_config = TrainConfig.from_dict(config)
@@ -228,6 +236,8 @@ def _discard_study(out: Path) -> None:
 
 def _comparable(key: str, value):
     if key in ("proxy", "target") and isinstance(value, dict):
+        from autosoft.train import TrainConfig
+        value = {**TrainConfig().to_dict(), **value}  # a field added since that search: at its default
         return {k: v for k, v in value.items() if k not in PROXY_FREE_KEYS}
     if key == "confirmation" and isinstance(value, dict):  # more policies or seeds only add runs
         return {"config": _comparable("proxy", value.get("config")), "fidelity": value.get("fidelity")}
