@@ -111,7 +111,8 @@ def _train(args) -> int:
     if args.resume and not RunDir(out).config.exists():
         raise AutosoftError(f"--resume: {out} holds no run to resume; drop --resume to start one")
     final = train(config, args.policy, run_dir=out, quiet=args.quiet,
-                  report=None if not args.quiet else _quiet_report(config.epochs))
+                  report=None if not args.quiet else _quiet_report(config.epochs),
+                  warn=lambda message: print(f"autosoft: warning: {message}", file=sys.stderr, flush=True))
     _print_final(final, out)
     return 0
 

@@ -298,6 +298,8 @@ def test_cli_trains_on_real_digits_folder_carves_and_records_its_test_split(digi
     out = tmp_path / "digits-run"
     assert main(["train", "--dataset", f"imagefolder:{digits_folder}", "--image-size", "16", "--out", str(out),
                  "--width", "8", "--epochs", "3", "--batch-size", "32", "--threads", "1", "--quiet"]) == 0
+    # 1,438 / 32 = 44 steps a epoch x 3: a short run, and the user is told so in one line
+    assert capsys.readouterr().err.startswith("autosoft: warning: this trains only 132 optimizer steps")
     final = json.loads((out / "final.json").read_text())
     # 20% of each class held out: 359 of 1,797; digits are easy, so 3 short epochs are far above chance (0.10)
     assert final["n"] == 359 and final["train_images"] == 1438
@@ -320,6 +322,17 @@ def test_cli_trains_on_real_digits_folder_carves_and_records_its_test_split(digi
         removed.write_bytes(kept)
     err = capsys.readouterr().err
     assert "is not the one recorded in" in err and err.count("\n") == 1
+
+
+def test_few_steps_warning_known_answers():
+    from autosoft.train import few_steps_warning
+    # the defaults on digits' 1,438 train images: 5 steps an epoch, 50 in all
+    message = few_steps_warning(TrainConfig(), 1438)
+    assert message.startswith("this trains only 50 optimizer steps (1438 images / batch 256 = 5 per epoch x 10")
+    assert "e.g. 64, lr 0.05" in message  # 1,438 x 10 / 64 = 224 steps, the lr scaled with the batch
+    assert "more epochs (e.g. 25)" in few_steps_warning(TrainConfig(batch_size=16), 100)
+    assert few_steps_warning(TrainConfig(), 50000) is None  # CIFAR's defaults: 1,950 steps
+    assert few_steps_warning(TrainConfig(epochs=40), 5000) is None  # the table's target: 760
 
 
 def test_a_train_subset_of_an_image_folder_is_all_that_is_decoded(digits_folder, monkeypatch):

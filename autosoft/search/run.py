@@ -71,7 +71,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     except ImportError as e:
         raise AutosoftError(f"autosoft search needs Ray Tune and Optuna ({e}); "
                             "install them with: pip install 'ray[tune]' optuna") from None
-    from autosoft.train import TrainConfig, check_model, load_data, open_train_split
+    from autosoft.train import TrainConfig, check_model, few_steps_warning, load_data, open_train_split
 
     # Every setting is checked before anything is written or Ray starts.
     budget = _settings.check_budget(budget)
@@ -134,6 +134,13 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
         print(f"[search] proxy: {proxy_cfg['model']} {proxy_cfg.get('model_kwargs') or ''}, {proxy_cfg['epochs']} epochs "
               f"on {proxy_cfg['train_size']} images, batch {proxy_cfg['batch_size']}, "
               f"{proxy_cfg['val_size']} validation images ({'; '.join(proxy_notes)})", flush=True)
+        # The target is what confirmation retrains and what `autosoft train` runs after the search.
+        few = few_steps_warning(TrainConfig.from_dict(target_cfg),
+                                min(target_cfg["train_size"] or n_train, n_train - target_cfg["val_size"]),
+                                flags="a --target-config FILE with batch_size, lr, epochs")
+        if few:
+            print(f"[search] warning: the target {few}; the proxy keeps enough steps, the confirmation "
+                  "runs and the retrain at the target's settings do not", flush=True)
         if data.test_split is not None:
             split = data.test_split
             print(f"[search] {split['folder']} has no train/ and test/ sub-folders: {split['test_images']} images "
