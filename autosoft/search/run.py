@@ -139,8 +139,8 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
                                 min(target_cfg["train_size"] or n_train, n_train - target_cfg["val_size"]),
                                 flags="a --target-config FILE with batch_size, lr, epochs")
         if few:
-            print(f"[search] warning: the target {few}; the proxy keeps enough steps, the confirmation "
-                  "runs and the retrain at the target's settings do not", flush=True)
+            print(f"[search] warning: the target (what confirmation and the retrain run) {few.removeprefix('this ')}; "
+                  "the proxy keeps enough steps, the target does not", flush=True)
         if data.test_split is not None:
             split = data.test_split
             print(f"[search] {split['folder']} has no train/ and test/ sub-folders: {split['test_images']} images "
