@@ -71,8 +71,19 @@ def _show(args) -> int:
 # Flags that set the TrainConfig field of the same name: of `train`, and of `search` (its proxy task).
 TRAIN_FLAGS = ("dataset", "model", "epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "schedule",
                "warmup_epochs", "weak_aug_epochs", "train_size", "val_size", "seed", "device", "threads",
-               "data_dir", "mixup_alpha", "cutmix_alpha")
+               "data_dir", "mixup_alpha", "cutmix_alpha", "image_size", "test_fraction")
 PROXY_FLAGS = ("epochs", "train_size", "val_size", "model")
+# Flags that describe the data rather than the training: `train` sets them like the others; a
+# search sets them on its target, so that the proxy and the confirmation runs see the same images.
+DATA_FLAGS = ("image_size", "test_fraction")
+
+
+def add_image_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--image-size", type=int, metavar="PX",
+                   help="resize images to PX x PX (default: CIFAR/SVHN as they are, image folders 32)")
+    p.add_argument("--test-fraction", type=float, metavar="F",
+                   help="an image folder without train/ and test/: hold out F of each class as the test "
+                        "split (default 0.2; the same images every time, listed in test_split.json)")
 
 
 def _config_from_flags(args, base: dict, keys) -> dict:
@@ -100,7 +111,8 @@ def _train(args) -> int:
     if args.resume and not RunDir(out).config.exists():
         raise AutosoftError(f"--resume: {out} holds no run to resume; drop --resume to start one")
     final = train(config, args.policy, run_dir=out, quiet=args.quiet,
-                  report=None if not args.quiet else _quiet_report(config.epochs))
+                  report=None if not args.quiet else _quiet_report(config.epochs),
+                  warn=lambda message: print(f"autosoft: warning: {message}", file=sys.stderr, flush=True))
     _print_final(final, out)
     return 0
 
@@ -172,6 +184,7 @@ def _add_search_parser(subparsers) -> argparse.ArgumentParser:
                    help="off (default): every trial runs its whole schedule; asha: stop weak trials at 2/3 of it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-baselines", action="store_true", help="do not run the known policies first")
+    add_image_flags(p)
     add_data_flags(p)
     p.set_defaults(func=_search)
     return p
@@ -185,6 +198,7 @@ def _proxy_settings(args) -> dict:
 
 def _search(args) -> int:
     from autosoft.search import run_search
+    data_settings = {k: getattr(args, k) for k in DATA_FLAGS if getattr(args, k) is not None}
     result = run_search(dataset=args.dataset, budget=args.budget, space=args.space, out_dir=args.out,
                         resume=args.resume, objectives=args.objective, storage=args.storage,
                         ray_address=args.ray_address, time_limit_s=args.time_limit,
@@ -193,7 +207,7 @@ def _search(args) -> int:
                         sampler=args.sampler, early_stopping=args.early_stopping,
                         cpus_per_trial=args.cpus_per_trial,
                         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, seed=args.seed,
-                        data_dir=args.data_dir, enqueue_baselines=not args.no_baselines)
+                        data_dir=args.data_dir, enqueue_baselines=not args.no_baselines, **data_settings)
     print(repr(result))
     if result.stage_times_s:
         print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.stage_times_s.items()))
@@ -205,7 +219,11 @@ def _search(args) -> int:
         if rho is not None:
             print(f"proxy vs confirmation rank correlation (Spearman, {len(result.confirmation)} policies): {rho:.2f}")
     if result.policy_path:
-        print(f"policy: {result.policy_path}\nretrain with: autosoft train --dataset {args.dataset} "
+        # the same data (size, held-out test split) and target as the search, or the policy is not for it
+        same = "".join(f" --{k.replace('_', '-')} {v}" for k, v in data_settings.items())
+        if args.target_config:
+            same += f" --config {args.target_config}"
+        print(f"policy: {result.policy_path}\nretrain with: autosoft train --dataset {args.dataset}{same} "
               f"--policy {result.policy_path}")
     if not result.complete:
         print(f"stopped after {result.finished}/{result.budget} trials; continue with the same command and --resume",
@@ -254,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     tr.add_argument("--threads", type=int, help="CPU threads for torch")
     tr.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+    add_image_flags(tr)
     add_data_flags(tr)
     tr.set_defaults(func=_train)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +23,14 @@ from autosoft.errors import AutosoftError
 
 __all__ = [
     "Dataset",
+    "ImageFiles",
     "DATASET_NAMES",
     "IMAGEFOLDER_PREFIX",
     "SPLITS",
     "load_dataset",
+    "open_split",
+    "split_indices",
+    "available_memory",
     "data_root",
     "train_val_split",
     "stratified_subset",
@@ -37,6 +42,9 @@ IMAGEFOLDER_PREFIX = "imagefolder:"  # "imagefolder:PATH", one sub-folder per cl
 SPLITS = ("train", "test")
 _ALLOWED = ", ".join(DATASET_NAMES + [IMAGEFOLDER_PREFIX + "PATH"])
 _IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+IMAGEFOLDER_SIZE = 32         # image folders are resized to this square side unless told otherwise
+TEST_FRACTION = 0.2           # a folder without train/ and test/: this share is carved out as its test split
+CARVE_SEED = 0                # fixed, not the training seed: every run and search of a folder holds out the same images
 
 # Official sources (the ones torchvision uses). The md5 is only checked on
 # files we download; files already on disk are validated by content instead.
@@ -133,14 +141,27 @@ def data_root(data_dir=None) -> Path:
 
 
 def load_dataset(name: str, split: str, *, data_dir=None, download: bool = False,
-                 image_size: int | None = None, strict: bool = False) -> Dataset:
+                 image_size: int | None = None, strict: bool = False,
+                 test_fraction: float = TEST_FRACTION) -> Dataset:
     """Load a whole split into memory.
 
     name: cifar10 | cifar100 (fine labels) | cifar100-coarse | svhn | imagefolder:PATH.
     split: "train" | "test". image_size: resize to this square size (imagefolder default 32;
     the 32x32 sets are left as they are unless a different size is asked for).
     strict: also require the official image counts (e.g. 50000/10000 for CIFAR).
+    test_fraction: an image folder without train/ and test/ sub-folders has this share of each
+    class carved out (seeded, the same every time) as its test split; "train" is the rest.
     """
+    source = open_split(name, split, data_dir=data_dir, download=download, image_size=image_size,
+                        strict=strict, test_fraction=test_fraction)
+    return source.subset(None) if isinstance(source, ImageFiles) else source
+
+
+def open_split(name: str, split: str, *, data_dir=None, download: bool = False, image_size: int | None = None,
+               strict: bool = False, test_fraction: float = TEST_FRACTION) -> "Dataset | ImageFiles":
+    """A split as `load_dataset` gives it, except that an image folder is only listed: its
+    `ImageFiles` decodes the images a caller picks (`subset`), so a subset never costs the
+    memory or time of the whole folder. Bad input fails here, before anything is decoded."""
     if not isinstance(name, str):
         raise AutosoftError(f"data set name must be a string; allowed: {_ALLOWED}")
     if split not in SPLITS:
@@ -151,7 +172,7 @@ def load_dataset(name: str, split: str, *, data_dir=None, download: bool = False
     root = data_root(data_dir)
 
     if name.startswith(IMAGEFOLDER_PREFIX):
-        return _load_imagefolder(name, split, root, image_size or 32)
+        return _list_imagefolder(name, split, root, image_size or IMAGEFOLDER_SIZE, test_fraction)
     if name == "cifar10":
         ds = _load_cifar(name, split, root, download, _CIFAR10)
     elif name in ("cifar100", "cifar100-coarse"):
@@ -165,6 +186,7 @@ def load_dataset(name: str, split: str, *, data_dir=None, download: bool = False
         raise AutosoftError(f"{name} {split} has {len(ds)} images; the official set has "
                             f"{_OFFICIAL_COUNTS[name][split]} (strict=True)")
     if image_size is not None and image_size != ds.images.shape[-1]:
+        check_memory(len(ds), ds.images.shape[1], image_size, f"{name} {split}")
         ds = Dataset(ds.name, _resize(ds.images, image_size), ds.labels, ds.classes)
     return ds
 
@@ -296,9 +318,47 @@ def _load_svhn(split: str, root: Path, download: bool) -> Dataset:
     return Dataset("svhn", torch.from_numpy(images), torch.from_numpy(labels), [str(d) for d in range(10)])
 
 
-def _load_imagefolder(name: str, split: str, root: Path, size: int) -> Dataset:
+@dataclass(repr=False, eq=False)
+class ImageFiles:
+    """One split of an image folder, listed but not decoded: `subset(indices)` decodes those
+    files (in parallel) into a `Dataset`. `carved`: how the test split was carved out of a
+    folder without train/ and test/ (fraction, seed, the held-out files), else None."""
+
+    name: str
+    base: Path
+    files: list
+    labels: torch.Tensor
+    classes: list
+    size: int
+    carved: dict | None = None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def subset(self, indices=None) -> Dataset:
+        """The images at `indices` (index tensor or list; None: all), decoded, in that order."""
+        picked = range(len(self.files)) if indices is None else torch.as_tensor(indices).long().tolist()
+        files = [self.files[i] for i in picked]
+        if not files:
+            raise AutosoftError(f"{self.base}: no images found")
+        images = decode_images(files, self.size, what=f"{self.base}")
+        return Dataset(self.name, images, self.labels[list(picked)].clone(), self.classes)
+
+    def __repr__(self) -> str:
+        return (f"ImageFiles({self.name!r}, {len(self)} files at {self.size}x{self.size}, "
+                f"{len(self.classes)} classes{', test split carved' if self.carved else ''})")
+
+
+def _list_files(folder: Path) -> list:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_EXTS and not p.name.startswith("."))
+
+
+def _list_imagefolder(name: str, split: str, root: Path, size: int, test_fraction: float) -> ImageFiles:
     if not name[len(IMAGEFOLDER_PREFIX):].strip():
         raise AutosoftError(f"imagefolder needs a path: {IMAGEFOLDER_PREFIX}PATH")
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 <= test_fraction < 1:
+        raise AutosoftError(f"test_fraction: expected a fraction in [0, 1) of an image folder to hold out "
+                            f"as its test split (0: none); got {test_fraction!r}")
     given = Path(name[len(IMAGEFOLDER_PREFIX):]).expanduser()
     candidates = [given] if given.is_absolute() else [given, root / given]
     base = next((p for p in candidates if p.is_dir()), None)
@@ -306,13 +366,7 @@ def _load_imagefolder(name: str, split: str, root: Path, size: int) -> Dataset:
         raise AutosoftError(f"image folder not found: looked in {', '.join(str(p.resolve()) for p in candidates)}; "
                             f"give {IMAGEFOLDER_PREFIX}PATH with one sub-folder per class")
     has_splits = (base / "train").is_dir() and (base / "test").is_dir()
-    if has_splits:
-        train_dir, folder = base / "train", base / split
-    elif split == "test":
-        raise AutosoftError(f"{base} has no train/ and test/ sub-folders, so it has no test split; "
-                            f"use its 'train' split and carve a validation set with train_val_split")
-    else:
-        train_dir = folder = base
+    train_dir, folder = (base / "train", base / split) if has_splits else (base, base)
     # Classes come from the train folder so that test labels mean the same thing.
     classes = sorted(d.name for d in train_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
@@ -321,30 +375,127 @@ def _load_imagefolder(name: str, split: str, root: Path, size: int) -> Dataset:
     extra = [c for c in present if c not in classes]
     if extra:
         raise AutosoftError(f"{folder} has class folders not in {train_dir}: {', '.join(extra)}")
-
-    from PIL import Image  # only needed for image folders
-
-    images, labels = [], []
+    files, labels = [], []
     for label, cls in enumerate(classes):
         cdir = folder / cls
         if not cdir.is_dir():
             continue
-        files = sorted(p for p in cdir.iterdir() if p.suffix.lower() in _IMAGE_EXTS and not p.name.startswith("."))
-        if not files and folder == train_dir:
+        found = _list_files(cdir)
+        if not found and folder == train_dir:
             raise AutosoftError(f"{cdir}: class folder has no images (extensions: {', '.join(sorted(_IMAGE_EXTS))})")
-        for p in files:  # loading only; not a hot path
-            try:
-                with Image.open(p) as im:
-                    im = im.convert("RGB").resize((size, size), Image.BILINEAR)
-                    images.append(np.asarray(im, dtype=np.uint8))
-            except Exception as e:
-                raise AutosoftError(f"{p}: cannot read image ({_one_line(e)})") from e
-            labels.append(label)
-    if not images:
+        files += found
+        labels += [label] * len(found)
+    if not files:
         raise AutosoftError(f"{folder}: no images found")
-    # Stretched to a square (nothing cropped away); (N, H, W, C) -> (N, C, H, W).
-    arr = np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2))
-    return Dataset(name, torch.from_numpy(arr), torch.tensor(labels, dtype=torch.int64), classes)
+    labels = torch.tensor(labels, dtype=torch.int64)
+    if has_splits:
+        return ImageFiles(name, base, files, labels, classes, size)
+    return _carve(ImageFiles(name, base, files, labels, classes, size), split, test_fraction)
+
+
+def _carve(whole: ImageFiles, split: str, fraction: float) -> ImageFiles:
+    """The train or test part of a folder without train/ and test/: each class gives `fraction`
+    of its images to test (largest remainder, seeded by CARVE_SEED, so the same images every time)."""
+    base = whole.base
+    if fraction == 0:
+        if split == "test":
+            raise AutosoftError(f"{base} has no train/ and test/ sub-folders and test_fraction is 0, so it has no "
+                                f"test split; set test_fraction > 0 (--test-fraction) to carve one")
+        return whole
+    n_test = round(fraction * len(whole))
+    if n_test < 1:
+        raise AutosoftError(f"{base}: test_fraction {fraction} of its {len(whole)} images holds out none; "
+                            f"add images, raise test_fraction, or give it train/ and test/ sub-folders")
+    test = _stratified_pick(whole.labels, n_test, CARVE_SEED)
+    left = torch.bincount(whole.labels[~test], minlength=len(whole.classes))
+    empty = [whole.classes[c] for c in range(len(whole.classes)) if left[c] == 0]
+    if empty:
+        raise AutosoftError(f"{base}: carving a test split of {fraction:g} leaves class {empty[0]!r} no training "
+                            f"image; add images to it, lower test_fraction, or give the folder train/ and test/")
+    carved = {"folder": str(base.resolve()), "test_fraction": fraction, "seed": CARVE_SEED,
+              "test_images": int(test.sum()), "train_images": int((~test).sum()),
+              "test_files": [str(whole.files[i].relative_to(base)) for i in test.nonzero().squeeze(1).tolist()]}
+    keep = (test if split == "test" else ~test).nonzero().squeeze(1).tolist()
+    return ImageFiles(whole.name, base, [whole.files[i] for i in keep], whole.labels[keep], whole.classes,
+                      whole.size, carved)
+
+
+def available_memory() -> int:
+    """Bytes of memory this process can still allocate: the system's MemAvailable, lowered by a
+    cgroup limit where one is set (containers), else what sysconf reports."""
+    free = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                free = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if free is None:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return 1 << 62  # no way to tell: do not refuse
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+        if limit != "max":
+            free = min(free, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return free
+
+
+def _bytes(n: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} bytes"
+
+
+def check_memory(n: int, channels: int, size: int, what: str) -> None:
+    """Refuse, in one line, an in-memory uint8 copy of n images that would not fit. Splitting the
+    set (train / validation / subset) copies what it keeps, so twice the copy must be free."""
+    need = n * channels * size * size
+    free = available_memory()
+    if 2 * need > free:
+        raise AutosoftError(
+            f"{what}: {n} images of {channels}x{size}x{size} take {_bytes(need)} in memory as uint8 (and as much "
+            f"again while splitting), but {_bytes(free)} is available; train on fewer images (--train-size) or at a "
+            f"smaller --image-size")
+
+
+def decode_images(files: list, size: int, *, what: str = "image folder", workers: int | None = None) -> torch.Tensor:
+    """Decode image files into one uint8 (N, 3, size, size) tensor, stretched to a square (nothing
+    cropped away). A thread pool: PIL releases the GIL while it decodes and resizes, so threads
+    scale without the pickling of a process pool. workers=1 decodes in this thread."""
+    from PIL import Image  # only needed for image folders
+
+    check_memory(len(files), 3, size, what)
+    out = np.empty((len(files), 3, size, size), dtype=np.uint8)
+
+    def decode(i: int) -> None:
+        try:
+            with Image.open(files[i]) as im:
+                im = im.convert("RGB").resize((size, size), Image.BILINEAR)
+                out[i] = np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
+        except Exception as e:
+            raise AutosoftError(f"{files[i]}: cannot read image ({_one_line(e)})") from e
+
+    if workers is None:
+        workers = min(32, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if workers <= 1 or len(files) < 64:
+        for i in range(len(files)):
+            decode(i)
+    else:
+        def decode_chunk(start: int) -> None:  # one task per 64 files: a task per file costs more than a small PNG
+            for i in range(start, min(start + 64, len(files))):
+                decode(i)
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            # map raises the first failure in file order, so a broken file is named the same way every time
+            for _ in pool.map(decode_chunk, range(0, len(files), 64)):
+                pass
+    return torch.from_numpy(out)
 
 
 def _resize(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
@@ -392,6 +543,23 @@ def _count(size, total: int, what: str, allow_all: bool) -> int:
     if not 1 <= size <= hi:
         raise AutosoftError(f"{what} must be between 1 and {hi} for a data set of {total}; got {size}")
     return size
+
+
+def split_indices(labels: torch.Tensor, *, val_size, train_size, seed: int = 0):
+    """(train, val) indices into a split of these labels: `val_size` held out as `train_val_split`
+    does, then a `stratified_subset` of `train_size` of the rest (None: no validation / all of it).
+    The same images, in the same order, as those two functions applied one after the other."""
+    n = len(labels)
+    train_idx = val_idx = None
+    if val_size:
+        mask = _stratified_pick(labels, _count(val_size, n, "val_size", allow_all=False), seed)
+        train_idx, val_idx = (~mask).nonzero().squeeze(1), mask.nonzero().squeeze(1)
+    rest = n if train_idx is None else len(train_idx)
+    if train_size is not None and train_size < rest:
+        rest_labels = labels if train_idx is None else labels[train_idx]
+        pick = _stratified_pick(rest_labels, _count(train_size, rest, "n", allow_all=True), seed).nonzero().squeeze(1)
+        train_idx = pick if train_idx is None else train_idx[pick]
+    return train_idx, val_idx
 
 
 def train_val_split(ds: Dataset, val_size, *, seed: int = 0) -> tuple[Dataset, Dataset]:

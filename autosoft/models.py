@@ -1,7 +1,9 @@
 """Classifiers: a fast proxy CNN for search, and the standard CIFAR nets for final runs.
 
 All models take float input (B, C, H, W), already normalised; the trainer
-converts uint8 and normalises. All end in a global pool, so any H, W >= 8 works.
+converts uint8 and normalises. All end in a global pool, so any image size works from the
+smallest one in MIN_IMAGE_SIZE up (the ResNets keep CIFAR's stride-1 stem: their cost grows with
+the pixel count, 9x from 32 to 96 px).
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ from torch import nn
 
 from autosoft.errors import AutosoftError
 
-__all__ = ["MODEL_NAMES", "build_model", "ProxyNet", "ResNet18", "WideResNet"]
+__all__ = ["MODEL_NAMES", "MIN_IMAGE_SIZE", "build_model", "ProxyNet", "ResNet18", "WideResNet"]
 
 MODEL_NAMES = ["proxy", "resnet18", "wrn40_2", "wrn28_10"]
+# The smallest square side in px each model takes, and why (the others take any size: their
+# strided 3x3 convolutions are padded, so even a 1x1 map stays 1x1).
+MIN_IMAGE_SIZE = {"proxy": (8, "its three 2x max poolings leave nothing below 8 px")}
 
 
 def build_model(name: str, num_classes: int, *, in_channels: int = 3, **options) -> nn.Module:

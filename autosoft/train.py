@@ -27,17 +27,21 @@ import torch.nn.functional as F
 
 from autosoft import __version__
 from autosoft.augment import PolicyAugment, mix_batch
-from autosoft.data import Dataset, channel_mean_std, load_dataset, stratified_subset, train_val_split
+from autosoft.data import TEST_FRACTION, Dataset, ImageFiles, channel_mean_std, open_split, split_indices
 from autosoft.errors import AutosoftError
 from autosoft.files import atomic_path, atomic_write_json, atomic_write_text
 from autosoft.metrics import evaluate, expected_calibration_error, predict_logits
-from autosoft.models import build_model
+from autosoft.models import MIN_IMAGE_SIZE, build_model
 from autosoft.policy import Policy, load_policy
 from autosoft.process import keep_freed_memory
 from autosoft.soft_targets import smooth_rows, soft_target_cross_entropy
 
 Report = Callable[[int, dict], None]
 SCHEDULES = ("onecycle", "cosine")
+# Fewer optimizer steps than this in a whole run often end near chance (measured: the defaults on
+# the 1,438 train images of sklearn's digits, 50 steps, 20% top-1); the derived search proxy keeps
+# at least as many (autosoft/search/proxy.py MIN_STEPS).
+FEW_STEPS = 150
 
 
 class TrainingDiverged(AutosoftError):
@@ -47,6 +51,8 @@ class TrainingDiverged(AutosoftError):
 @dataclass
 class TrainConfig:
     dataset: str = "cifar10"
+    image_size: int | None = None   # square side in px the images are resized to (None: CIFAR/SVHN 32, folders 32)
+    test_fraction: float = TEST_FRACTION  # an image folder without train/ and test/: held out as its test split
     model: str = "proxy"
     model_kwargs: dict = field(default_factory=dict)
     epochs: int = 10
@@ -95,6 +101,10 @@ class TrainConfig:
             (self.val_size >= 0, "val_size", "an integer >= 0"),
             (self.val_every >= 0, "val_every", "an integer >= 0 (0: validate after the last epoch only)"),
             (self.train_size is None or self.train_size >= 2, "train_size", "an integer >= 2 or None"),
+            (self.image_size is None or (isinstance(self.image_size, int) and not isinstance(self.image_size, bool)
+                                         and self.image_size >= 1), "image_size", "an integer >= 1 or None"),
+            (isinstance(self.test_fraction, (int, float)) and 0 <= self.test_fraction < 1, "test_fraction",
+             "a fraction in [0, 1) (0: an image folder without train/ and test/ has no test split)"),
         ]
         for ok, name, allowed in checks:
             if not ok:
@@ -115,6 +125,7 @@ class TrainData(NamedTuple):
     train: Dataset
     val: Dataset | None
     test: Dataset | None
+    test_split: dict | None = None   # a test split carved out of an image folder: which files (test_split.json)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -129,26 +140,45 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def load_data(config: TrainConfig, *, train_set: Dataset | None = None) -> TrainData:
+def open_train_split(config: TrainConfig):
+    """The config's train split: a `Dataset`, or for an image folder its `ImageFiles` (listed,
+    not decoded; `load_data` decodes only the images it keeps). Missing data fails here."""
+    return open_split(config.dataset, "train", data_dir=config.data_dir, download=config.download,
+                      image_size=config.image_size, test_fraction=config.test_fraction)
+
+
+def load_data(config: TrainConfig, *, train_set: "Dataset | ImageFiles | None" = None) -> TrainData:
     """The train / validation / test sets the config asks for (validation comes out of train).
 
-    `train_set`: the config's whole train split, when the caller has read it already.
+    `train_set`: the config's whole train split (`open_train_split`), when the caller has it already.
+    An image folder is decoded only for the images kept (`--train-size` bounds the memory).
     """
-    if train_set is None:
-        train_set = load_dataset(config.dataset, "train", data_dir=config.data_dir, download=config.download)
-    val_set = None
-    if config.val_size:
-        train_set, val_set = train_val_split(train_set, config.val_size, seed=config.seed)
-    if config.train_size is not None and config.train_size < len(train_set):
-        train_set = stratified_subset(train_set, config.train_size, seed=config.seed)
-    test_set = (load_dataset(config.dataset, "test", data_dir=config.data_dir, download=config.download)
-                if config.eval_test else None)
-    return TrainData(train_set, val_set, test_set)
+    source = train_set if train_set is not None else open_train_split(config)
+    train_idx, val_idx = split_indices(source.labels, val_size=config.val_size, train_size=config.train_size,
+                                       seed=config.seed)
+    val_set = source.subset(val_idx) if val_idx is not None else None
+    if train_idx is not None:
+        train_set = source.subset(train_idx)
+    else:  # all of it: a Dataset as it is (no copy), an image folder decoded whole
+        train_set = source.subset(None) if isinstance(source, ImageFiles) else source
+    test_set = test_split = None
+    if config.eval_test:
+        test = open_split(config.dataset, "test", data_dir=config.data_dir, download=config.download,
+                          image_size=config.image_size, test_fraction=config.test_fraction)
+        test_set = test.subset(None) if isinstance(test, ImageFiles) else test
+    carved = source.carved if isinstance(source, ImageFiles) else None
+    if carved is not None:  # held out whether or not this run evaluates: never trained on
+        test_split = {"dataset": config.dataset, **carved}
+    return TrainData(train_set, val_set, test_set, test_split)
 
 
-def check_model(config: TrainConfig, num_classes: int, in_channels: int = 3) -> None:
+def check_model(config: TrainConfig, num_classes: int, in_channels: int = 3, image_size: int | None = None) -> None:
     """Build the config's model without allocating its weights (on the meta device): an unknown
-    model or option fails here, before a search writes anything or starts its trials."""
+    model or option, or images too small for it, fail here, before anything is written."""
+    smallest, why = MIN_IMAGE_SIZE.get(config.model, (1, ""))
+    if image_size is not None and image_size < smallest:
+        raise AutosoftError(f"model {config.model!r} needs images of at least {smallest}x{smallest} px ({why}); "
+                            f"got {image_size}x{image_size}; raise --image-size, or use another model")
     try:
         with torch.device("meta"):
             build_model(config.model, num_classes, in_channels=in_channels, **config.model_kwargs)
@@ -157,6 +187,24 @@ def check_model(config: TrainConfig, num_classes: int, in_channels: int = 3) -> 
     except Exception as e:  # e.g. a width the layers cannot take
         raise AutosoftError(f"model {config.model!r} with options {config.model_kwargs}: cannot build it "
                             f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})") from None
+
+
+def few_steps_warning(config: TrainConfig, n_train: int, *, flags: str = "--batch-size / --lr / --epochs") -> str | None:
+    """What to tell the user when the config trains too few optimizer steps on `n_train`
+    images to learn (small data at the default batch of 256), else None."""
+    per_epoch = max(1, n_train // config.batch_size)
+    total = per_epoch * config.epochs
+    if total >= FEW_STEPS:
+        return None
+    batch = min(2 ** max(4, math.floor(math.log2(max(n_train * config.epochs / FEW_STEPS, 1.0)))),
+                config.batch_size // 2)
+    if batch >= 16:
+        advice = f"a smaller batch (e.g. {batch}, lr {config.lr * batch / config.batch_size:g}) or more epochs"
+    else:
+        advice = f"more epochs (e.g. {math.ceil(FEW_STEPS / per_epoch)})"
+    return (f"this trains only {total} optimizer steps ({n_train} images / batch {config.batch_size} = {per_epoch} "
+            f"per epoch x {config.epochs} epochs), which often ends near chance; for small data use {advice} "
+            f"({flags})")
 
 
 # ---- learning-rate schedule -------------------------------------------------------
@@ -191,6 +239,7 @@ class RunDir:
         self.metrics = self.path / "metrics.jsonl"
         self.checkpoint = self.path / "checkpoint.pt"
         self.final = self.path / "final.json"
+        self.test_split = self.path / "test_split.json"   # the images carved out of a folder as its test split
 
     def check(self, config: TrainConfig, policy: Policy) -> bool:
         """Whether this folder can take this run (it writes nothing): True when it holds this very
@@ -209,7 +258,7 @@ class RunDir:
             saved = None
         if not isinstance(saved, dict):
             saved = {}  # a config.json cut short: only a run that trained nothing can replace it
-        if saved.get("train") == config.to_dict() and saved.get("policy") == policy.to_dict():
+        if _with_defaults(saved.get("train")) == config.to_dict() and saved.get("policy") == policy.to_dict():
             return True
         if self.trained_nothing():
             return False
@@ -232,7 +281,8 @@ class RunDir:
         """Only a config and a policy (and no epoch logged): what a run that failed before its first
         epoch leaves. Anything else (a checkpoint, a metrics line, weights, results) is the user's."""
         entries = [p for p in self.path.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp"))]
-        if any(p.name not in (self.config.name, self.policy.name, self.metrics.name) for p in entries):
+        ours = (self.config.name, self.policy.name, self.metrics.name, self.test_split.name)
+        if any(p.name not in ours for p in entries):
             return False
         return not (self.metrics.exists() and self.metrics.read_text().strip())
 
@@ -253,6 +303,14 @@ class RunDir:
 
     def rewrite_metrics(self, rows: list[dict]) -> None:
         atomic_write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _with_defaults(saved) -> dict | None:
+    """A saved train config with the fields added since it was written at their defaults, so
+    that a run of an older autosoft still resumes (a new field's default changes nothing)."""
+    if not isinstance(saved, dict):
+        return saved
+    return {**TrainConfig().to_dict(), **saved}
 
 
 # ---- the model as a function of uint8 images -------------------------------------
@@ -298,10 +356,12 @@ def _autocast(device: torch.device):
 
 # ---- training --------------------------------------------------------------------
 def train(config: TrainConfig, policy: Policy | str, *, run_dir: str | Path | None = None,
-          report: Report | None = None, quiet: bool = True, data: TrainData | None = None) -> dict:
+          report: Report | None = None, quiet: bool = True, data: TrainData | None = None,
+          warn: Callable[[str], None] | None = None) -> dict:
     """Train `config.model` with `policy`; returns the final metrics.
 
     With `run_dir`, rerunning into the same folder resumes from its last checkpoint.
+    `warn` is told, in words, about a config that will likely learn nothing (too few steps).
     """
     keep_freed_memory()  # a training process: fix malloc's thresholds before the first batch
     config.validate()
@@ -317,6 +377,9 @@ def train(config: TrainConfig, policy: Policy | str, *, run_dir: str | Path | No
     data = data or load_data(config)
     train_set = data.train.to(device)
     num_classes = train_set.num_classes
+    check_model(config, num_classes, train_set.images.shape[1], train_set.images.shape[-1])
+    if warn is not None and (message := few_steps_warning(config, len(train_set))):
+        warn(message)
     torch.manual_seed(config.seed)  # model initialisation
     model = build_model(config.model, num_classes, in_channels=train_set.images.shape[1], **config.model_kwargs)
     model = model.to(device).to(memory_format=torch.channels_last)
@@ -330,6 +393,8 @@ def train(config: TrainConfig, policy: Policy | str, *, run_dir: str | Path | No
                                  {"params": no_decay, "weight_decay": 0.0}],
                                 lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
     checkpoint = run.prepare(config, policy, device) if run else None
+    if run and data.test_split is not None:
+        atomic_write_json(run.test_split, data.test_split)
 
     steps_per_epoch = len(train_set) // config.batch_size or 1  # drop the last partial batch
     total_steps = steps_per_epoch * config.epochs
@@ -473,6 +538,12 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | None = None, device: st
     else:
         raise AutosoftError(f"{run.path} has no model.pt or checkpoint.pt yet; train for at least one epoch")
     data = load_data(config)
+    if run.test_split.exists() and data.test_split is not None:
+        recorded = json.loads(run.test_split.read_text())
+        if recorded.get("test_files") != data.test_split["test_files"]:
+            raise AutosoftError(f"the test split carved from {data.test_split['folder']} is not the one recorded in "
+                                f"{run.test_split} (images added or removed since training?); evaluating would mix "
+                                "training images into the test split; restore the folder or train again")
     model = build_model(config.model, data.train.num_classes, in_channels=data.train.images.shape[1],
                         **config.model_kwargs)
     model.load_state_dict(state)

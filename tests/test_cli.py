@@ -66,3 +66,21 @@ def test_flags_overlay_the_config_file_for_train_and_search(tmp_path):
                               "--config", str(path), "--val-size", "50", "--width", "4"])
     assert _proxy_settings(args) == {
         "preset": "cpu", "epochs": 7, "lr": 0.2, "model_kwargs": {"width": 4, "depth": 2}, "val_size": 50}
+
+
+def test_image_size_and_test_fraction_flags_for_train_and_search(monkeypatch, capsys):
+    import autosoft.search
+    from autosoft.cli import _train_config, build_parser, main
+    from autosoft.errors import AutosoftError
+    args = build_parser().parse_args(["train", "--image-size", "48", "--test-fraction", "0.3"])
+    config = _train_config(args)
+    assert (config.image_size, config.test_fraction) == (48, 0.3)
+    assert _train_config(build_parser().parse_args(["train"])).image_size is None
+    seen = {}
+
+    def fake_search(**kwargs):  # the search gets them for its target (and so its proxy), not as proxy overrides
+        seen.update(kwargs)
+        raise AutosoftError("stop here")
+    monkeypatch.setattr(autosoft.search, "run_search", fake_search)
+    assert main(["search", "--dataset", "imagefolder:x", "--budget", "2", "--image-size", "64"]) == 2
+    assert seen["image_size"] == 64 and "test_fraction" not in seen and "image_size" not in seen["proxy"]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from autosoft.data import (DATASET_NAMES, Dataset, channel_mean_std, load_dataset, stratified_subset,
-                           train_val_split)
+from autosoft.data import (CARVE_SEED, DATASET_NAMES, Dataset, channel_mean_std, decode_images, load_dataset,
+                           open_split, split_indices, stratified_subset, train_val_split)
 from autosoft.errors import AutosoftError
 
 # ----------------------------------------------------------------------------- fixture writers
@@ -202,21 +202,93 @@ def test_imagefolder_train_only(tmp_path):
     _png(tmp_path / "cats" / "b.png", (250, 10, 0), size=(20, 9))
     _png(tmp_path / "dogs" / "c.PNG", (0, 0, 255))
     (tmp_path / "dogs" / "notes.txt").write_text("not an image")
-    ds = load_dataset(f"imagefolder:{tmp_path}", "train", image_size=4)
+    ds = load_dataset(f"imagefolder:{tmp_path}", "train", image_size=4, test_fraction=0)  # 0: all of it is train
     assert ds.classes == ["cats", "dogs"] and ds.labels.tolist() == [0, 0, 1]
     assert ds.images.shape == (3, 3, 4, 4)
     assert ds.images[0, :, 2, 1].tolist() == [255, 0, 0]  # solid colours survive the resize
     assert ds.images[2, :, 0, 3].tolist() == [0, 0, 255]
-    assert load_dataset(f"imagefolder:{tmp_path}", "train").images.shape[-2:] == (32, 32)
-    with pytest.raises(AutosoftError, match="no test split"):
-        load_dataset(f"imagefolder:{tmp_path}", "test")
+    assert load_dataset(f"imagefolder:{tmp_path}", "train", test_fraction=0).images.shape[-2:] == (32, 32)
+    with pytest.raises(AutosoftError, match="no test split; set test_fraction > 0"):
+        load_dataset(f"imagefolder:{tmp_path}", "test", test_fraction=0)
     # A relative path is also looked up under the data root.
-    ds2 = load_dataset(f"imagefolder:{tmp_path.name}", "train", data_dir=tmp_path.parent, image_size=4)
+    ds2 = load_dataset(f"imagefolder:{tmp_path.name}", "train", data_dir=tmp_path.parent, image_size=4,
+                       test_fraction=0)
     assert torch.equal(ds2.images, ds.images)
     # Broken image file is named.
     (tmp_path / "dogs" / "bad.png").write_bytes(b"not a png")
     with pytest.raises(AutosoftError, match="bad.png"):
-        load_dataset(f"imagefolder:{tmp_path}", "train")
+        load_dataset(f"imagefolder:{tmp_path}", "train", test_fraction=0)
+
+
+def _numbered_folder(root: Path, per_class: dict) -> Path:
+    """One PNG per image whose red level is its number, so a decoded image says which file it was."""
+    k = 0
+    for cls, n in per_class.items():
+        for _ in range(n):
+            _png(root / cls / f"{k:03d}.png", (k, 0, 0))
+            k += 1
+    return root
+
+
+def test_folder_without_splits_carves_a_stratified_seeded_test_split(tmp_path):
+    root = _numbered_folder(tmp_path / "f", {"a": 10, "b": 10, "c": 5})
+    name = f"imagefolder:{root}"
+    train = load_dataset(name, "train", image_size=2)
+    test = load_dataset(name, "test", image_size=2)
+    # 20% of 25 = 5, in proportion: 2 + 2 + 1; train is the rest, every image in exactly one split
+    assert torch.bincount(test.labels).tolist() == [2, 2, 1] and torch.bincount(train.labels).tolist() == [8, 8, 4]
+    train_ids, test_ids = set(train.images[:, 0, 0, 0].tolist()), set(test.images[:, 0, 0, 0].tolist())
+    assert train_ids.isdisjoint(test_ids) and train_ids | test_ids == set(range(25))
+    # the same images every time, whatever the image size; recorded by file name with the seed
+    assert torch.equal(load_dataset(name, "test", image_size=3).images[:, 0, 0, 0], test.images[:, 0, 0, 0])
+    listed = open_split(name, "train")
+    assert listed.carved["seed"] == CARVE_SEED and listed.carved["test_fraction"] == 0.2
+    assert listed.carved["test_files"] == [f"{'abc'[k // 10]}/{k:03d}.png" for k in sorted(test_ids)]
+    assert open_split(name, "test").carved == listed.carved
+    assert len(load_dataset(name, "test", test_fraction=0.4)) == 10
+    with pytest.raises(AutosoftError, match="holds out none"):
+        load_dataset(f"imagefolder:{_numbered_folder(tmp_path / 'two', {'a': 1, 'b': 1})}", "train")
+    with pytest.raises(AutosoftError, match="leaves class 'a' no training image"):
+        load_dataset(f"imagefolder:{_numbered_folder(tmp_path / 'ones', dict.fromkeys('abcde', 1))}", "train")
+    with pytest.raises(AutosoftError, match=r"test_fraction: expected a fraction in \[0, 1\)"):
+        load_dataset(name, "train", test_fraction=1.0)
+
+
+def test_parallel_decoding_gives_the_sequential_result_on_several_threads(tmp_path, monkeypatch):
+    import threading
+
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(200):
+        files.append(tmp_path / f"{i}.png")
+        Image.fromarray(rng.integers(0, 256, (9 + i % 5, 12, 3), dtype=np.uint8)).save(files[-1])
+    sequential = decode_images(files, 7, workers=1)
+    threads = set()
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda *a, **k: threads.add(threading.get_ident()) or real_open(*a, **k))
+    parallel = decode_images(files, 7, workers=4)
+    assert torch.equal(parallel, sequential) and parallel.shape == (200, 3, 7, 7)
+    assert len(threads) > 1 and threading.get_ident() not in threads
+    (tmp_path / "77.png").write_bytes(b"broken")  # the first broken file in order is the one named
+    (tmp_path / "150.png").write_bytes(b"broken")
+    with pytest.raises(AutosoftError, match="77.png: cannot read image"):
+        decode_images(files, 7, workers=4)
+
+
+def test_a_copy_that_would_not_fit_in_memory_is_refused_in_one_line(tmp_path, monkeypatch):
+    import autosoft.data
+    root = _numbered_folder(tmp_path / "f", {"a": 6, "b": 4})
+    monkeypatch.setattr(autosoft.data, "available_memory", lambda: 100_000)
+    with pytest.raises(AutosoftError) as info:
+        load_dataset(f"imagefolder:{root}", "train", image_size=64)  # 8 x 3 x 64 x 64 = 96 KiB, twice that needed
+    message = str(info.value)
+    assert "\n" not in message and "8 images of 3x64x64 take 96.0 KiB" in message
+    assert "97.7 KiB is available" in message and "--train-size" in message and "--image-size" in message
+    assert len(load_dataset(f"imagefolder:{root}", "train", image_size=16)) == 8  # 24 KiB: fits
+    write_cifar10(tmp_path / "c")  # 20 train images: a CIFAR copy resized to 64 px is checked too
+    with pytest.raises(AutosoftError, match="cifar10 train: 20 images of 3x64x64 take 240.0 KiB"):
+        load_dataset("cifar10", "train", data_dir=tmp_path / "c", image_size=64)
 
 
 def test_imagefolder_train_test_and_errors(tmp_path):
@@ -276,6 +348,19 @@ def test_split_stratified_disjoint_deterministic():
     for bad in (0, 60, 1.0, -0.1, "5", True):
         with pytest.raises(AutosoftError, match="val_size"):
             train_val_split(ds, bad)
+
+
+def test_split_indices_pick_what_the_two_split_functions_pick():
+    ds = _toy((30, 20, 10))
+    for val_size, train_size, seed in ((12, 20, 0), (12, None, 3), (0, 25, 1), (0, None, 0), (12, 999, 2)):
+        train_idx, val_idx = split_indices(ds.labels, val_size=val_size, train_size=train_size, seed=seed)
+        train, val = train_val_split(ds, val_size, seed=seed) if val_size else (ds, None)
+        if train_size is not None and train_size < len(train):
+            train = stratified_subset(train, train_size, seed=seed)
+        assert torch.equal(ds.images if train_idx is None else ds.subset(train_idx).images, train.images)
+        assert (val_idx is None) == (val is None)
+        if val is not None:
+            assert torch.equal(ds.subset(val_idx).images, val.images)
 
 
 def test_channel_mean_std_constants_and_names():

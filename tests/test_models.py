@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from autosoft.errors import AutosoftError
-from autosoft.models import MODEL_NAMES, build_model
+from autosoft.models import MIN_IMAGE_SIZE, MODEL_NAMES, build_model
 
 
 def _params(model: nn.Module) -> int:
@@ -36,6 +36,29 @@ def test_proxy_any_size_channels_and_width():
         x = torch.randn(2, 1, 32, 32).contiguous(memory_format=torch.channels_last)
         assert cl(x).shape == (2, 5)
     assert _params(build_model("proxy", 10, width=16)) < _params(build_model("proxy", 10))
+
+
+@pytest.mark.parametrize("size", [64, 96])
+@pytest.mark.parametrize("name", ["proxy", "resnet18", "wrn40_2"])
+def test_models_take_images_larger_than_32(name, size):
+    torch.manual_seed(0)
+    model = build_model(name, 5, **({"width": 8} if name == "proxy" else {})).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, size, size)).shape == (1, 5)
+
+
+def test_min_image_size_is_the_smallest_size_a_model_takes():
+    from autosoft.train import TrainConfig, check_model
+    smallest, _ = MIN_IMAGE_SIZE["proxy"]
+    model = build_model("proxy", 3, width=4).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, smallest, smallest)).shape == (1, 3)
+        with pytest.raises(RuntimeError):
+            model(torch.randn(1, 3, smallest - 1, smallest - 1))
+        assert build_model("resnet18", 3).eval()(torch.randn(1, 3, 2, 2)).shape == (1, 3)  # no minimum
+    with pytest.raises(AutosoftError, match="model 'proxy' needs images of at least 8x8 px .*; got 7x7; raise --image-size"):
+        check_model(TrainConfig(model="proxy"), 10, 3, image_size=7)
+    check_model(TrainConfig(model="wrn40_2"), 10, 3, image_size=7)
 
 
 def test_proxy_trains():

@@ -368,6 +368,26 @@ def test_cutout_lost_inside_image():
     assert torch.all(lost <= 19 * 19 / 1024)
 
 
+@pytest.mark.parametrize("size", [32, 64, 96])
+def test_pixel_magnitudes_scale_with_the_image_size(size):
+    """AutoAugment states its pixel magnitudes on 32 px (or 331 px); here they are fractions of
+    the image, so a policy means the same at 64 or 96 px (image folders at --image-size)."""
+    n = 300
+    x = batch((1, size, size), n=n, high=200)
+    # TranslateX at m = 1 shifts trunc(150/331 * size) px: 14, 29, 43
+    _, lost = run_op("TranslateX", x[:1], torch.ones(1), torch.ones(1))
+    assert lost.item() == pytest.approx(int(150 / 331 * size) / size, abs=1e-6)
+    # PadCrop at m = 0.5 (the baseline's pad-4 crop on 32 px): offsets up to size / 8, both ends reached
+    out, _ = run_op("PadCrop", x, torch.full((n,), 0.5), torch.ones(n),
+                    generator=torch.Generator().manual_seed(0), fill=255)
+    dx = [find_shift(o, 255)[0] for o in out]
+    assert max(dx) == size // 8 and min(dx) == -(size // 8)
+    # Cutout at m = 1: a square of round(0.6 * size) px (19, 38, 58) where it is not clipped
+    out, _ = run_op("Cutout", x, torch.ones(n), torch.ones(n), generator=torch.Generator().manual_seed(0), fill=255)
+    hole = (out == 255).all(1)
+    assert hole.any(1).sum(1).max().item() == round(0.6 * size) == hole.any(2).sum(1).max().item()
+
+
 def test_sample_pairing_blends_with_a_permutation():
     x = batch((3, 32, 32), n=6)
     m = MAGS

@@ -223,7 +223,9 @@ def test_cli_train_that_cannot_start_writes_nothing(small_cifar10, tmp_path, cap
         "missing-data": (["--data-dir", str(tmp_path / "nowhere")], "cifar10 not found"),
         "empty-data": (["--data-dir", str(tmp_path / "empty")], "cifar10 not found"),
         "val-too-big": (["--val-size", "5000"], "val_size must be between 1 and 999"),
-        "bad-images": (["--dataset", f"imagefolder:{_bad_image_folder(tmp_path / 'imgs')}"], "broken.png"),
+        # (3 images: one carved out as the test split, one for validation; split sizes are checked before decoding)
+        "bad-images": (["--dataset", f"imagefolder:{_bad_image_folder(tmp_path / 'imgs')}", "--val-size", "1"],
+                       "broken.png"),
         "gpu": (["--device", "cuda"], "no CUDA GPU is available"),
     }[case]
     out = tmp_path / "r"
@@ -257,3 +259,103 @@ def test_a_run_that_trained_nothing_is_taken_over_and_nothing_else_is(small_cifa
         with pytest.raises(AutosoftError, match="different config or policy"):
             train(config, "baseline", run_dir=other.path)
         assert other.config.read_text() == before and (other.path / leftover).read_text() == '{"epoch": 0}\n'
+
+
+# ---- own data: image size, a folder without train/ and test/ ------------------------------
+@pytest.fixture(scope="module")
+def digits_folder(tmp_path_factory):
+    """scikit-learn's 1,797 real 8x8 digits as PNGs in one sub-folder per class (no train/, test/)."""
+    import importlib.util
+    from pathlib import Path
+    pytest.importorskip("sklearn", reason="the digits come with scikit-learn: pip install -e '.[test]'")
+    script = Path(__file__).resolve().parents[1] / "experiments" / "digits_folder.py"
+    spec = importlib.util.spec_from_file_location("digits_folder", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path_factory.mktemp("digits")
+    assert module.write_digits(out) == 1797
+    return out
+
+
+def test_image_size_reaches_the_data_and_a_size_the_model_cannot_take_writes_nothing(small_cifar10, tmp_path):
+    from autosoft.train import load_data
+    data = load_data(_config(small_cifar10, image_size=16, threads=1))
+    assert [tuple(d.images.shape) for d in data[:3]] == [(800, 3, 16, 16), (200, 3, 16, 16), (300, 3, 16, 16)]
+    assert data.test_split is None  # CIFAR has its own test split
+    final = train(_config(small_cifar10, image_size=48, epochs=1, train_size=200, eval_test=False, threads=1), "baseline")
+    assert final["train_images"] == 200
+    with pytest.raises(AutosoftError, match="needs images of at least 8x8 px"):
+        train(_config(small_cifar10, image_size=4, epochs=1), "baseline", run_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(AutosoftError, match="image_size: expected an integer >= 1 or None"):
+        train(_config(small_cifar10, image_size=0), "baseline")
+
+
+def test_a_run_written_before_a_config_field_existed_resumes(small_cifar10, tmp_path):
+    config = _config(small_cifar10, epochs=2, eval_test=False, threads=1)  # one thread: this box is shared
+
+    def stop(epoch, metrics):
+        raise _Stop
+    with pytest.raises(_Stop):
+        train(config, "none", run_dir=tmp_path / "r", report=stop)
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    for added in ("image_size", "test_fraction"):
+        del saved["train"][added]
+    (tmp_path / "r" / "config.json").write_text(json.dumps(saved))
+    assert train(config, "none", run_dir=tmp_path / "r")["epochs"] == 2  # resumed, not refused
+    assert len((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_cli_trains_on_real_digits_folder_carves_and_records_its_test_split(digits_folder, tmp_path, capsys):
+    from autosoft.cli import main
+    from autosoft.data import open_split
+    out = tmp_path / "digits-run"
+    assert main(["train", "--dataset", f"imagefolder:{digits_folder}", "--image-size", "16", "--out", str(out),
+                 "--width", "8", "--epochs", "3", "--batch-size", "32", "--threads", "1", "--quiet"]) == 0
+    # 1,438 / 32 = 44 steps a epoch x 3: a short run, and the user is told so in one line
+    assert capsys.readouterr().err.startswith("autosoft: warning: this trains only 132 optimizer steps")
+    final = json.loads((out / "final.json").read_text())
+    # 20% of each class held out: 359 of 1,797; digits are easy, so 3 short epochs are far above chance (0.10)
+    assert final["n"] == 359 and final["train_images"] == 1438
+    assert final["top1"] > 0.6, final["top1"]
+    split = json.loads((out / "test_split.json").read_text())
+    assert (split["test_fraction"], split["seed"], split["test_images"]) == (0.2, 0, 359)
+    train_files = {str(p.relative_to(digits_folder)) for p in open_split(f"imagefolder:{digits_folder}", "train").files}
+    assert len(set(split["test_files"])) == 359 and train_files.isdisjoint(split["test_files"])
+    assert json.loads((out / "config.json").read_text())["train"]["image_size"] == 16
+    assert main(["eval", "--checkpoint", str(out), "--device", "cpu"]) == 0
+    assert json.loads((out / "eval.json").read_text())["top1"] == pytest.approx(final["top1"])
+    # images removed since: the carve would differ, so eval refuses rather than test on training images
+    removed = digits_folder / split["test_files"][0]
+    kept = removed.read_bytes()
+    removed.unlink()
+    capsys.readouterr()
+    try:
+        assert main(["eval", "--checkpoint", str(out), "--device", "cpu"]) == 2
+    finally:
+        removed.write_bytes(kept)
+    err = capsys.readouterr().err
+    assert "is not the one recorded in" in err and err.count("\n") == 1
+
+
+def test_few_steps_warning_known_answers():
+    from autosoft.train import few_steps_warning
+    # the defaults on digits' 1,438 train images: 5 steps an epoch, 50 in all
+    message = few_steps_warning(TrainConfig(), 1438)
+    assert message.startswith("this trains only 50 optimizer steps (1438 images / batch 256 = 5 per epoch x 10")
+    assert "e.g. 64, lr 0.05" in message  # 1,438 x 10 / 64 = 224 steps, the lr scaled with the batch
+    assert "more epochs (e.g. 25)" in few_steps_warning(TrainConfig(batch_size=16), 100)
+    assert few_steps_warning(TrainConfig(), 50000) is None  # CIFAR's defaults: 1,950 steps
+    assert few_steps_warning(TrainConfig(epochs=40), 5000) is None  # the table's target: 760
+
+
+def test_a_train_subset_of_an_image_folder_is_all_that_is_decoded(digits_folder, monkeypatch):
+    import autosoft.data
+    from autosoft.train import load_data
+    monkeypatch.setattr(autosoft.data, "available_memory", lambda: 400_000)  # 1,438 x 768 B twice does not fit
+    config = TrainConfig(dataset=f"imagefolder:{digits_folder}", image_size=16, eval_test=False)
+    with pytest.raises(AutosoftError, match="1438 images of 3x16x16 take 1.1 MiB .* 390.6 KiB is available"):
+        load_data(config)
+    data = load_data(TrainConfig(**{**config.to_dict(), "train_size": 100, "val_size": 50}))
+    assert (len(data.train), len(data.val)) == (100, 50)
+    assert data.test_split["test_images"] == 359  # held out even when this run does not evaluate

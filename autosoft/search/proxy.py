@@ -42,9 +42,11 @@ EARLY_STOPPING = ("off", "asha")   # the first is the default
 ASHA_GRACE = 2 / 3
 
 
-def target_config(dataset: str, target=None, *, data_dir=None) -> dict:
+def target_config(dataset: str, target=None, *, data_dir=None, image_size: int | None = None,
+                  test_fraction: float | None = None) -> dict:
     """The target TrainConfig as a dict: `autosoft train`'s defaults for `dataset`, a config
-    file's path, or a dict of TrainConfig fields. The search's data set and data folder win."""
+    file's path, or a dict of TrainConfig fields. The search's data set and data folder win, and
+    its image size and test fraction where given (None: the target's own)."""
     from autosoft.train import TrainConfig
 
     if target is None:
@@ -66,6 +68,7 @@ def target_config(dataset: str, target=None, *, data_dir=None) -> dict:
         raise AutosoftError(f"the target config trains on {given!r} but the search is on {dataset!r}; "
                             "use the same data set")
     fields.update(dataset=dataset, data_dir=None if data_dir is None else str(data_dir))
+    fields.update({k: v for k, v in (("image_size", image_size), ("test_fraction", test_fraction)) if v is not None})
     config = TrainConfig.from_dict(fields)
     config.validate()
     return config.to_dict()

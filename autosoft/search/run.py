@@ -50,7 +50,8 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
                confirm_fidelity: float = 1.0, sampler: str = "tpe", early_stopping: str | None = None,
                cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
                max_concurrent: int | None = None, seed: int = 0, data_dir=None,
-               enqueue_baselines: bool | Sequence[str] = True, live: bool = True) -> SearchResult:
+               enqueue_baselines: bool | Sequence[str] = True, live: bool = True,
+               image_size: int | None = None, test_fraction: float | None = None) -> SearchResult:
     """Search `budget` trials of `space` on a proxy of the target training, confirm the best
     ones at the target's fidelity, and write the results to `out_dir`.
 
@@ -70,8 +71,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     except ImportError as e:
         raise AutosoftError(f"autosoft search needs Ray Tune and Optuna ({e}); "
                             "install them with: pip install 'ray[tune]' optuna") from None
-    from autosoft.data import load_dataset
-    from autosoft.train import TrainConfig, check_model, load_data
+    from autosoft.train import TrainConfig, check_model, few_steps_warning, load_data, open_train_split
 
     # Every setting is checked before anything is written or Ray starts.
     budget = _settings.check_budget(budget)
@@ -84,9 +84,12 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     samples = sample_policies(space_obj, 16, seed=seed)  # a broken space file fails here, before Ray starts
     baselines = _settings.choose_baselines(enqueue_baselines, samples)
     data_dir = None if data_dir is None else str(data_dir)
-    target_cfg = proxy_rules.target_config(dataset, target, data_dir=data_dir)
+    target_cfg = proxy_rules.target_config(dataset, target, data_dir=data_dir, image_size=image_size,
+                                           test_fraction=test_fraction)
     download = bool(isinstance(proxy, dict) and proxy.get("download")) or target_cfg["download"]
-    train_set = load_dataset(dataset, "train", data_dir=data_dir, download=download)  # missing data: fail now
+    # Missing data fails now. An image folder is only listed here (its carved test split left out:
+    # the search never sees it); load_data below decodes the images the proxy keeps.
+    train_set = open_train_split(TrainConfig.from_dict({**target_cfg, "download": download}))
     n_train = len(train_set)
     threads = max(1, int(cpus_per_trial)) if cpus_per_trial else 1
     proxy_cfg, proxy_notes = _settings.proxy_config(dataset, proxy, target=target_cfg, n_train=n_train, seed=seed,
@@ -103,7 +106,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
              "study_name": f"autosoft-{out.name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"}
     proxy_train = TrainConfig.from_dict(proxy_cfg)
     data = load_data(proxy_train, train_set=train_set)  # the split read above, not read (decoded) again
-    shape = data.train.num_classes, data.train.images.shape[1]
+    shape = data.train.num_classes, data.train.images.shape[1], data.train.images.shape[-1]
     check_model(proxy_train, *shape)  # an unknown model: fail now, not in every trial
     if plan["top_k"]:
         check_model(TrainConfig.from_dict(confirm_cfg), *shape)
@@ -132,6 +135,18 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
         print(f"[search] proxy: {proxy_cfg['model']} {proxy_cfg.get('model_kwargs') or ''}, {proxy_cfg['epochs']} epochs "
               f"on {proxy_cfg['train_size']} images, batch {proxy_cfg['batch_size']}, "
               f"{proxy_cfg['val_size']} validation images ({'; '.join(proxy_notes)})", flush=True)
+        # The target is what confirmation retrains and what `autosoft train` runs after the search.
+        few = few_steps_warning(TrainConfig.from_dict(target_cfg),
+                                min(target_cfg["train_size"] or n_train, n_train - target_cfg["val_size"]),
+                                flags="a --target-config FILE with batch_size, lr, epochs")
+        if few:
+            print(f"[search] warning: the target (what confirmation and the retrain run) {few.removeprefix('this ')}; "
+                  "the proxy keeps enough steps, the target does not", flush=True)
+        if data.test_split is not None:
+            split = data.test_split
+            print(f"[search] {split['folder']} has no train/ and test/ sub-folders: {split['test_images']} images "
+                  f"({split['test_fraction']:g} of each class) are held out as its test split and never seen by the "
+                  f"search; 'autosoft train' holds out the same ones (test_split.json)", flush=True)
         if resume or requeued:
             print(f"[search] resuming {out}: {finished_before} trials finished, {requeued} cut short "
                   f"(enqueued again), {max(remaining, 0)} to go", flush=True)

@@ -84,6 +84,7 @@ def proxy_config(dataset: str, proxy: str | dict = "auto", *, target: dict, n_tr
     "auto" derives it from `target` (see `autosoft.search.proxy`); "cpu" / "gpu" start from a
     fixed preset instead. `proxy` may be a dict of overrides with an optional "preset" key.
     """
+    from autosoft.data import TEST_FRACTION
     from autosoft.search.proxy import derive_proxy
     from autosoft.train import PROXY_PRESETS, TrainConfig
 
@@ -99,15 +100,21 @@ def proxy_config(dataset: str, proxy: str | dict = "auto", *, target: dict, n_tr
                             f"{', '.join(PROXY_PRESETS)}")
     if overrides:
         notes.append("overridden: " + ", ".join(sorted(overrides)))
-    # Without early stopping only a trial's final score is used: validating after every epoch
-    # would cost about a fifth of each trial for nothing. ASHA scores every epoch.
+    # Without early stopping only a trial's final score is used; ASHA scores every epoch.
     if early_stopping == "off":
         base = {**base, "val_every": 0}
         notes.append("validated after the last epoch only")
     elif overrides.get("val_every", 1) != 1:
         raise AutosoftError(f"proxy val_every: early stopping ({early_stopping}) scores every epoch; "
                             f"expected 1, got {overrides['val_every']!r}")
-    config = {**base, **overrides, "dataset": dataset, "seed": seed, "data_dir": data_dir, "eval_test": False}
+    # The proxy sees the target's images: the same size, the same test split held out (a preset too).
+    same_data = {k: target.get(k, default) for k, default in (("image_size", None), ("test_fraction", TEST_FRACTION))}
+    for key, value in same_data.items():
+        if key in overrides and overrides[key] != value:
+            raise AutosoftError(f"proxy {key} {overrides[key]!r} differs from the target's {value!r}: a policy is "
+                                f"searched on the images it is for; set it for both with --{key.replace('_', '-')}")
+    config = {**base, **overrides, **same_data, "dataset": dataset, "seed": seed, "data_dir": data_dir,
+              "eval_test": False}
     if threads is not None:
         config["threads"] = threads
     train_config = TrainConfig.from_dict(config)

@@ -87,6 +87,18 @@ def test_proxy_validates_every_epoch_only_for_early_stopping():
         proxy_config("cifar10", {"val_every": 0}, target=target, n_train=50000, early_stopping="asha")
 
 
+def test_image_size_and_test_fraction_flow_from_the_target_to_proxy_and_confirmation():
+    target = target_config("imagefolder:x", {**W32, "test_fraction": 0.3}, image_size=64)
+    assert target["image_size"] == 64 and target["test_fraction"] == 0.3
+    for preset in ("auto", "cpu", {"preset": "gpu", "epochs": 2}):
+        proxy, _ = proxy_config("imagefolder:x", preset, target=target, n_train=5000)
+        assert (proxy["image_size"], proxy["test_fraction"]) == (64, 0.3), preset
+    assert confirmation_config(target, proxy)["image_size"] == 64
+    assert target_config("cifar10")["image_size"] is None  # unset: the data set's own size
+    with pytest.raises(AutosoftError, match="proxy image_size 32 differs from the target's 64.*--image-size"):
+        proxy_config("imagefolder:x", {"image_size": 32}, target=target, n_train=5000)
+
+
 def test_confirmation_config_and_plan():
     proxy, _ = derive_proxy(W32, n_train=50000)
     full = confirmation_config(W32, proxy)

@@ -75,3 +75,21 @@ def test_resume_check_compares_the_search_not_its_speed(tmp_path):
     (tmp_path / "other").mkdir()
     with pytest.raises(AutosoftError, match="not a search folder"):
         save_settings(tmp_path / "other", resume=True, fresh=fresh)
+
+
+def test_a_search_saved_before_a_train_field_existed_resumes_with_it_at_its_default(tmp_path):
+    from autosoft.train import TrainConfig
+    old = TrainConfig(epochs=2).to_dict()
+    for added in ("image_size", "test_fraction"):  # what a search of an older autosoft saved lacked them
+        old.pop(added)
+    fresh = {"dataset": "cifar10", "space": "soft", "objectives": ["val_acc"], "seed": 0, "baselines": [],
+             "proxy": old, "budget": 4, "storage": None, "target": old, "sampler": "tpe", "early_stopping": "off",
+             "confirmation": {"top_k": 1, "seeds": 1, "fidelity": 1.0, "config": old}, "study_name": "first"}
+    out = tmp_path / "s"
+    save_settings(out, resume=False, fresh=fresh)
+    _finish_a_trial(out, "first")
+    now = TrainConfig(epochs=2).to_dict()
+    same = {**fresh, "proxy": now, "target": now, "confirmation": {**fresh["confirmation"], "config": now}}
+    assert save_settings(out, resume=True, fresh=same)["study_name"] == "first"
+    with pytest.raises(AutosoftError, match="--resume: proxy differs"):
+        save_settings(out, resume=True, fresh={**same, "proxy": {**now, "image_size": 64}})
