@@ -42,7 +42,7 @@ arithmetic from the committed configs and autosoft's proxy rules, and the test c
     each (batch 256, one process's own launch rate; 18 s): ~74 s.
   - Start-up: Ray, reading the 50,000 train images, 8 workers importing torch and opening
     CUDA contexts, the confirmation workers, plots: ~40 s.
-  - Total ~493 s (8.2 min). If the aggregate throughput is below ~16,000 img/s, the 7.5-minute
+  - Total ~493 s (8.2 min). If the aggregate throughput is below ~17,000 img/s, the 7.5-minute
     time limit stops the trials first: the search then ends unconfirmed (exit 130), the report
     says so, and rerunning with --resume finishes it.
   - The retrain, for scale: WRN-28-10 costs ~31 GFLOP per trained image (~1.5 PFLOP per
