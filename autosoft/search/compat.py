@@ -5,7 +5,8 @@ API has changed under users several times; each workaround says what it relies o
 so an upgrade knows where to look. Ray is imported inside the functions: importing
 this module (as `autosoft.search.record` does) neither imports nor starts Ray.
 
-What is here: starting Ray (`init_ray`), trial resources, the trainable that runs in
+What is here: starting Ray (`init_ray`), trial resources (counted as Ray counts them) and the
+device a worker trains on (`worker_config`), the trainable that runs in
 a worker (`run_trial`), the OptunaSearch subclass that keeps the record in the study
 (`make_searcher`), ASHA that spares the baselines and remembers whom it stopped
 (`make_scheduler`), the one-line live view, quiet console output (`quiet_tune`), and on
@@ -300,10 +301,28 @@ def max_concurrent(cpus: float, gpus: float) -> int:
     return _fits(ray.cluster_resources(), cpus, gpus)
 
 
+# ray 2.60.0 counts resources in fixed point, in units of 1/10,000 (`ray._raylet.RESOURCE_UNIT_SCALING`):
+# float division undercounts (1 // 0.2 == 4.0, 1 // 0.1 == 9.0) where Ray fits 5 and 10.
+RESOURCE_UNITS = 10_000
+
+
+def _units(quantity: float) -> int:
+    return int(round(quantity * RESOURCE_UNITS))
+
+
+def _how_many(total: float, share: float) -> int:
+    """How many shares of `share` fit in `total`, counted as Ray counts them."""
+    return _units(total) // _units(share)
+
+
 def _fits(total: dict, cpus: float, gpus: float, where: str = "the Ray cluster") -> int:
-    n = int(total.get("CPU", 1) // cpus)
+    for name, share in (("cpus", cpus), ("gpus", gpus)):
+        if share and _units(share) == 0:
+            raise AutosoftError(f"resources per trial: {name}={share} is finer than Ray's resolution of "
+                                f"{1 / RESOURCE_UNITS:g}")
+    n = _how_many(total.get("CPU", 1), cpus)
     if gpus:
-        n = min(n, int(total.get("GPU", 0) // gpus))
+        n = min(n, _how_many(total.get("GPU", 0), gpus))
     if n < 1:
         raise AutosoftError(f"a trial needs {cpus} CPU and {gpus} GPU but {where} has "
                             f"{total.get('CPU', 0)} CPU and {total.get('GPU', 0)} GPU")
@@ -334,7 +353,29 @@ def run_trial(config: dict, *, proxy: dict, data) -> None:
                      "node_id": node_id, "train_loss_per_epoch": list(losses)})
 
     policy = Policy.from_dict(config["policy"], source=f"trial {config['trial_number']}")
-    train(TrainConfig.from_dict(proxy), policy, report=report, quiet=True, data=data)
+    train(TrainConfig.from_dict(worker_config(proxy)), policy, report=report, quiet=True, data=data)
+
+
+def trial_device(device: str, gpu_ids, cuda_available: bool) -> str:
+    """The device a Ray worker trains on: "auto" means the GPU only when Ray assigned the worker one.
+
+    ray 2.60.0 no longer hides the GPUs from a task or actor that was assigned none (it leaves
+    CUDA_VISIBLE_DEVICES alone; ray-project/ray#54868), so "auto" alone would put a trial run
+    with `--gpus-per-trial 0` on the GPU, outside Ray's accounting, beside every other trial.
+    Where no GPU is visible the device is left as it is ("auto" is the CPU there), so run
+    folders written on CPU machines keep their config and resume.
+    """
+    if device == "auto" and cuda_available and not list(gpu_ids):
+        return "cpu"
+    return device
+
+
+def worker_config(config: dict) -> dict:
+    """A train config as a Ray worker should run it (see `trial_device`); call it inside the worker."""
+    import ray
+    import torch
+    device = trial_device(config.get("device", "auto"), ray.get_gpu_ids(), torch.cuda.is_available())
+    return config if device == config.get("device", "auto") else {**config, "device": device}
 
 
 # ---- Optuna inside Ray Tune ---------------------------------------------------------------

@@ -185,8 +185,10 @@ def write_outputs(confirmed: Sequence[Confirmed], verdict: Verdict, out: Path, m
 def _confirm_run(config: dict, policy: dict, run_dir: str) -> dict:
     """One confirmation run (in a Ray worker): an ordinary, resumable `autosoft train` run."""
     from autosoft.policy import Policy
+    from autosoft.search.compat import worker_config
     from autosoft.train import TrainConfig, train
-    return train(TrainConfig.from_dict(config), Policy.from_dict(policy, source=run_dir), run_dir=run_dir, quiet=True)
+    return train(TrainConfig.from_dict(worker_config(config)), Policy.from_dict(policy, source=run_dir),
+                 run_dir=run_dir, quiet=True)
 
 
 def run_dir_name(name: str, seed: int) -> str:
