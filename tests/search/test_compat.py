@@ -201,9 +201,6 @@ def test_a_search_starts_its_own_ray_beside_a_running_cluster(monkeypatch):
 # ---- no cluster needed: how many trials fit, and which device a trial trains on ----
 
 
-
-
-
 @pytest.mark.parametrize("share, fits", [(0.25, 4), (0.2, 5), (0.1, 10), (0.125, 8), (1 / 3, 3), (0.3, 3), (1, 1)])
 def test_gpu_shares_are_counted_as_ray_counts_them(share, fits):
     # Float floor division says 1 // 0.2 == 4 and 1 // 0.1 == 9: a search sharing one GPU five
