@@ -129,7 +129,8 @@ def judge(confirmed: Sequence[Confirmed], *, maximize: bool, metric: str) -> Ver
     margin = pooled = None
     if best_base is not None and best_search is not None:
         margin = sign * (best_search.mean - best_base.mean)
-        pooled = math.sqrt((best_search.std ** 2 + best_base.std ** 2) / 2)
+        if min(len(best_search.scores), len(best_base.scores)) > 1:  # one seed measures no spread
+            pooled = math.sqrt((best_search.std ** 2 + best_base.std ** 2) / 2)
     # A searched policy must beat the best baseline to be exported; a tie goes to the baseline.
     beats = best_search is not None and (best_base is None or margin > 0)
     winner = best_search if beats else best_base
@@ -144,9 +145,12 @@ def judge(confirmed: Sequence[Confirmed], *, maximize: bool, metric: str) -> Ver
     if best_base is None:
         text = f"confirmation winner: {fmt(winner)}; no baseline was confirmed to compare with"
     elif searched_won:
-        clear = "more than" if margin > pooled else "within"
+        if pooled is None:
+            spread = "with one seed no spread is measured, so this may be noise; confirm with --confirm-seeds 2 or more"
+        else:
+            spread = f"{'more than' if margin > pooled else 'within'} the pooled seed std of {scale * pooled:.2f}"
         text = (f"the searched policy beats the best baseline by {scale * margin:+.2f}{unit} of {metric} "
-                f"({clear} the pooled seed std of {scale * pooled:.2f}): {fmt(winner)} vs {fmt(best_base)}")
+                f"({spread}): {fmt(winner)} vs {fmt(best_base)}")
     elif best_search is None:
         text = f"no searched policy was confirmed; exporting the best baseline: {fmt(best_base)}"
     else:

@@ -55,6 +55,10 @@ def test_no_searched_policy_beats_the_best_baseline():
     within = judge([_confirmed("trial-2", "searched", [0.76, 0.72]), _confirmed("baseline", "baseline", [0.735, 0.735])],
                    maximize=True, metric="val_acc")
     assert within.searched_won and "(within the pooled seed std" in within.text
+    one_seed = judge([_confirmed("trial-2", "searched", [0.217]), _confirmed("baseline", "baseline", [0.203])],
+                     maximize=True, metric="val_acc")
+    assert one_seed.searched_won and one_seed.pooled_std is None
+    assert "by +1.40 points of val_acc (with one seed no spread is measured, so this may be noise" in one_seed.text
     with pytest.raises(AutosoftError, match="no run finished"):
         judge([_confirmed("trial-2", "searched", [])], maximize=True, metric="val_acc")
 
