@@ -62,7 +62,7 @@ def _show(args) -> int:
     if args.preview:
         from autosoft.plots import write_preview
         path = write_preview(policy, args.preview, dataset=args.dataset, data_dir=args.data_dir,
-                             download=args.download, seed=args.seed)
+                             download=args.download, seed=args.seed, image_size=args.image_size)
         print(f"preview written to {path}")
     return 0
 
@@ -244,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="also print the policy's JSON form")
     show.add_argument("--preview", metavar="PNG", help="write a grid of images under several draws of the policy")
     show.add_argument("--dataset", default="cifar10", help="data set for --preview (default cifar10)")
+    show.add_argument("--image-size", type=int, help="--preview at this square size, as training would see it")
     show.add_argument("--seed", type=int, default=0)
     add_data_flags(show)
     show.set_defaults(func=_show)

@@ -274,16 +274,21 @@ def confirmation(groups: Sequence[tuple[str, bool, Sequence[float]]], path, *, m
 
 
 def write_preview(policy, path, *, dataset: str, data_dir=None, download=False, seed: int = 0,
-                  n_images: int = 8, n_draws: int = 4) -> Path:
+                  n_images: int = 8, n_draws: int = 4, image_size: int | None = None) -> Path:
     """A grid: the original images in the first row, then several draws of the policy,
-    each image captioned with the target confidence p it would train with."""
+    each image captioned with the target confidence p it would train with; at `image_size`
+    (as training would see them) when given."""
     import torch
 
     from autosoft.augment import PolicyAugment
-    from autosoft.data import load_dataset
+    from autosoft.data import _resize, load_dataset
 
-    ds = load_dataset(dataset, "train", data_dir=data_dir, download=download)
+    folder = dataset.startswith("imagefolder:")  # decoded at the size asked; a packed set is resized below
+    ds = load_dataset(dataset, "train", data_dir=data_dir, download=download,
+                      image_size=image_size if folder else None)
     images, labels = ds.images[:n_images], ds.labels[:n_images]
+    if image_size is not None and images.shape[-1] != image_size:
+        images = _resize(images, image_size)  # only the images shown, not the whole split
     augment = PolicyAugment(policy, ds.num_classes)
     gen = torch.Generator().manual_seed(seed)
     rows, captions = [images], [ds.classes[int(y)][:10] for y in labels]
