@@ -12,7 +12,8 @@ Robustness protocols (fixed, so numbers compare across models and runs):
   set, so every model sees the same patches whatever the batch size.
 - shift: the whole image content moves by (dx, dy) = (+-p, +-p) pixels, the
   vacated border filled with 128; the score is the mean accuracy over the four
-  diagonal directions.
+  diagonal directions. By default p is 1/8 and 1/4 of the image width (4 and 8
+  px on CIFAR's 32 px), so a shift means the same at any image size.
 
 `predict` arguments are callables mapping a uint8 batch (B, C, H, W) to
 logits (B, K); the trainer supplies one that normalises and runs the model.
@@ -307,12 +308,13 @@ def shift_accuracy(predict: Predict, images: torch.Tensor, labels: torch.Tensor,
 
 def evaluate(predict: Predict, images: torch.Tensor, labels: torch.Tensor, *,
              val_logits: torch.Tensor | None = None, val_labels: torch.Tensor | None = None,
-             occlusion_fractions: Iterable[float] = (0.1, 0.25, 0.5), shift_pixels: Iterable[int] = (4, 8),
+             occlusion_fractions: Iterable[float] = (0.1, 0.25, 0.5), shift_pixels: Iterable[int] | None = None,
              batch_size: int = 1000, seed: int = 0, n_bins: int = 15) -> dict:
     """Full test report as a JSON-serialisable dict.
 
     Keys: "n", "top1", "nll", "ece", "ece_n_bins", "temperature", "nll_ts", "ece_ts",
-    "occlusion_acc@<f>" per fraction (e.g. "occlusion_acc@0.25"), "shift_acc@<p>px" per pixel count,
+    "occlusion_acc@<f>" per fraction (e.g. "occlusion_acc@0.25"), "shift_acc@<p>px" per pixel count
+    (default: 1/8 and 1/4 of the image width, so 4 and 8 px at 32 px, 12 and 24 px at 96 px),
     and "reliability": reliability_bins(...) of the test predictions (lists; for the diagram,
     see plots.reliability_diagram_from_bins). Temperature is fitted on val_logits/val_labels
     only; without them "temperature", "nll_ts" and "ece_ts" are None (never fitted on test data).
@@ -341,6 +343,8 @@ def evaluate(predict: Predict, images: torch.Tensor, labels: torch.Tensor, *,
     for f in occlusion_fractions:
         report[f"occlusion_acc@{f:g}"] = occlusion_accuracy(predict, images, labels, f, seed=seed,
                                                             batch_size=batch_size)
+    if shift_pixels is None:  # a shift means the same at any image size
+        shift_pixels = (max(1, images.shape[-1] // 8), max(1, images.shape[-1] // 4))
     for p in shift_pixels:
         report[f"shift_acc@{p}px"] = shift_accuracy(predict, images, labels, p, batch_size=batch_size)
     report["reliability"] = reliability_bins(probs, labels_d, n_bins)

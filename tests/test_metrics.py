@@ -241,7 +241,7 @@ def test_evaluate_keys_and_json():
     r = M.evaluate(predict, images, labels, val_logits=val_logits, val_labels=val_labels, batch_size=64)
     expected = {"n", "top1", "nll", "ece", "ece_n_bins", "temperature", "nll_ts", "ece_ts",
                 "occlusion_acc@0.1", "occlusion_acc@0.25", "occlusion_acc@0.5",
-                "shift_acc@4px", "shift_acc@8px", "reliability"}
+                "shift_acc@1px", "shift_acc@2px", "reliability"}  # 1/8 and 1/4 of these 8 px images
     assert set(r) == expected
     assert r["top1"] == pytest.approx(0.75)
     assert r["nll"] == pytest.approx(M.nll(predict(images), labels), rel=1e-5)
