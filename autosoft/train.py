@@ -258,7 +258,7 @@ class RunDir:
             saved = None
         if not isinstance(saved, dict):
             saved = {}  # a config.json cut short: only a run that trained nothing can replace it
-        if _with_defaults(saved.get("train")) == config.to_dict() and saved.get("policy") == policy.to_dict():
+        if with_defaults(saved.get("train")) == config.to_dict() and saved.get("policy") == policy.to_dict():
             return True
         if self.trained_nothing():
             return False
@@ -305,9 +305,10 @@ class RunDir:
         atomic_write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _with_defaults(saved) -> dict | None:
+def with_defaults(saved) -> dict | None:
     """A saved train config with the fields added since it was written at their defaults, so
-    that a run of an older autosoft still resumes (a new field's default changes nothing)."""
+    that a run (or a search, `autosoft.search.settings`) of an older autosoft still resumes
+    (a new field's default changes nothing)."""
     if not isinstance(saved, dict):
         return saved
     return {**TrainConfig().to_dict(), **saved}

@@ -243,11 +243,8 @@ def _discard_study(out: Path) -> None:
 
 def _comparable(key: str, value):
     if key in ("proxy", "target") and isinstance(value, dict):
-        # Filled with today's defaults: a search saved before a config field existed resumes
-        # under a newer autosoft as long as the field keeps its default.
-        from autosoft.train import TrainConfig
-        full = {**TrainConfig().to_dict(), **value}
-        return {k: v for k, v in full.items() if k not in PROXY_FREE_KEYS}
+        from autosoft.train import with_defaults  # a search saved before a field existed still resumes
+        return {k: v for k, v in with_defaults(value).items() if k not in PROXY_FREE_KEYS}
     if key == "confirmation" and isinstance(value, dict):  # more policies or seeds only add runs
         return {"config": _comparable("proxy", value.get("config")), "fidelity": value.get("fidelity")}
     return value
