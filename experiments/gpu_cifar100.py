@@ -12,7 +12,7 @@ Stages
      experiments/configs/cifar100_gpu_target.json (WRN-40-2, the full train split less 5,000
      validation images, 3 epochs, one-cycle, batch 256), from which the proxy is derived; 8
      trials share the GPU (--gpus-per-trial 0.125 --cpus-per-trial 1 --max-concurrent 8); the
-     confirmation stage retrains the 2 best searched policies and the 3 baselines at the
+     confirmation stage retrains the 2 best searched policies and the 5 baselines at the
      target itself (--confirm 2 --confirm-seeds 2 --confirm-fidelity 1); --time-limit 7.5m
      stops starting trials (safety net; --resume continues). Output: OUT/search/.
   2. retrain: `autosoft train --model wrn28_10 --policy OUT/search/policy.json` with the
@@ -37,12 +37,13 @@ arithmetic from the committed configs and autosoft's proxy rules, and the test c
     The trainer keeps the data on the GPU and augments there (no DataLoader); bf16 autocast.
   - Trials: 35,417 / 2,500 = 14.2 s + ~1 s per trial (actor reuse, model build, cuDNN warm-up)
     = 15.2 s; 200 trials in 25 waves of 8: ~379 s (trial rate ~32 trials/min).
-  - Confirmation: (2 searched + 3 baselines) x 2 seeds = 10 runs of 3 epochs x 45,000 images
-    + 5,000 validation = 136,667 each: 8 at once at 2,500 img/s (56 s), then 2 at ~8,000 img/s
-    each (batch 256, one process's own launch rate; 18 s): ~74 s.
+  - Confirmation: (2 searched + 5 baselines) x 2 seeds = 14 runs of 3 epochs x 45,000 images
+    + 5,000 validation = 136,667 each: 8 at once at 2,500 img/s (56 s), then 6 sharing the
+    20,000 img/s (~3,300 img/s each, under the ~8,000 img/s of one process alone at batch 256;
+    42 s): ~98 s.
   - Start-up: Ray, reading the 50,000 train images, 8 workers importing torch and opening
     CUDA contexts, the confirmation workers, plots: ~40 s.
-  - Total ~493 s (8.2 min). If the aggregate throughput is below ~17,000 img/s, the 7.5-minute
+  - Total ~517 s (8.6 min). If the aggregate throughput is below ~17,000 img/s, the 7.5-minute
     time limit stops the trials first: the search then ends unconfirmed (exit 130), the report
     says so, and rerunning with --resume finishes it.
   - The retrain, for scale: WRN-28-10 costs ~31 GFLOP per trained image (~1.5 PFLOP per
@@ -63,8 +64,8 @@ An existing OUT is refused unless --resume (one left by a start that completed n
 taken over). Bad input: one line, exit 2. A stage that fails: its exit status, its log in OUT.
 
 The dry run: the same stages and flags at toy size on the CPU (74 s on this project's 2-core
-machine beside another job; ~26 s of CPU time) -- a 4-trial
-search (the 3 baselines and one searched trial) aimed at a width-8 net trained 4 epochs on 1,000
+machine beside another job; ~26 s of CPU time) -- a 6-trial
+search (the 5 baselines and one searched trial) aimed at a width-8 net trained 4 epochs on 1,000
 images (its derived proxy: the same 1,000 images at batch 16, 5,000 validation images),
 confirmation of 1 searched policy x 1 seed (and the baselines), a 1-epoch retrain of the width-8
 net on 200 images in place of WRN-28-10.
@@ -96,14 +97,16 @@ PROG = "gpu_cifar100"
 # Full mode: the search's resources and confirmation, sized by the arithmetic in the header.
 FULL = {"budget": 200, "gpus_per_trial": 0.125, "cpus_per_trial": 1, "max_concurrent": 8,
         "confirm": 2, "confirm_seeds": 2, "confirm_fidelity": 1, "time_limit": "7.5m"}
-BASELINES = 3  # baseline, trivialaugment, softaug: run as trials and confirmed beside the searched ones
+from autosoft.search.settings import BASELINES_SOFT  # noqa: E402  (run as trials, confirmed beside the searched)
+
+BASELINES = len(BASELINES_SOFT)
 # The assumptions of the estimate (header): img/s per trial with 8 sharing the GPU, img/s of one
 # run alone, a validation image's cost in training images, per-trial and start-up overheads.
 ASSUMED = {"trial_img_s": 2500, "solo_img_s": 8000, "val_cost": 1 / 3, "trial_overhead_s": 1.0,
            "startup_s": 40.0, "retrain_tflops": 150.0, "wrn28_10_gflop_per_image": 31.5}
 
 # Dry run: the same stages at toy size on the CPU.
-DRY = {"budget": 4, "gpus_per_trial": 0, "cpus_per_trial": 1, "max_concurrent": 2,
+DRY = {"budget": BASELINES + 1, "gpus_per_trial": 0, "cpus_per_trial": 1, "max_concurrent": 2,
        "confirm": 1, "confirm_seeds": 1, "confirm_fidelity": 1, "time_limit": "5m"}
 # A target small enough for seconds a run, yet one whose derived proxy (4 epochs of the 1,000
 # images at batch 16, 5,000 validation images) scores clearly above chance, so that the chance

@@ -79,7 +79,7 @@ def test_committed_configs_and_the_sizing_arithmetic():
     e = gpu.estimate()
     proxy = (e["proxy_epochs"], e["proxy_train_size"], e["proxy_batch_size"], e["proxy_val_size"])
     assert proxy == (3, 11250, 64, 5000)
-    assert e["confirm_runs"] == 10 and e["total_s"] < 540  # leaves a tenth of the 10 minutes spare
+    assert e["confirm_runs"] == 14 and e["total_s"] < 540  # leaves a tenth of the 10 minutes spare
     # The header states the same numbers the code computes.
     header = SCRIPT.read_text()
     for number in (f"~{e['trials_s']:.0f} s", f"~{e['confirm_s']:.0f} s", f"~{e['total_s']:.0f} s",
@@ -131,13 +131,13 @@ def test_dry_run_runs_every_stage_on_the_cpu(real_cifar100, tmp_path):
     assert ran == [gpu.shown(gpu.search_command(out.resolve(), dry=True, resume=False, data_dir=None)),
                    gpu.shown(gpu.retrain_command(out.resolve(), dry=True, epochs=1, resume=False, data_dir=None))]
     s = _flags(ran[0])
-    assert s["--dataset"] == "cifar100" and s["--budget"] == "4" and s["--gpus-per-trial"] == "0"
+    assert s["--dataset"] == "cifar100" and s["--budget"] == "6" and s["--gpus-per-trial"] == "0"
     assert (s["--confirm"], s["--confirm-seeds"]) == ("1", "1")
     assert _flags(ran[1])["--model"] == "proxy"  # the width-8 net in place of WRN-28-10
 
     text = (out / "gpu_report.txt").read_text()
     assert "GPU: Stand-in GPU, 1000 MiB; utilisation and memory sampled by nvidia-smi every 5 s" in text
-    assert re.search(r"search: exit 0, \d+ s wall \(trials \d+ s, confirmation \d+ s\); trials 4/4 \(4 this start\); "
+    assert re.search(r"search: exit 0, \d+ s wall \(trials \d+ s, confirmation \d+ s\); trials 6/6 \(6 this start\); "
                      r"trial rate [\d.]+ trials/min", text), text
     assert "verdict: " in text
     assert re.search(r"retrain: exit 0, \d+ s wall, 1 epoch\(s\) asked, device cpu; epoch time: first [\d.]+ s", text)

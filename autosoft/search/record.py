@@ -74,14 +74,16 @@ def open_storage(url: str):
 
 
 def open_study(storage, study_name: str, modes: list[str], baselines: list[str]):
-    """Create the study (the known policies enqueued first, as fixed policies) or load it."""
+    """Create the study or load it; each known policy without a trial yet is enqueued (as a
+    fixed policy), so they run first, also when a resumed search adds some."""
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=storage, study_name=study_name,
                                 directions=["maximize" if m == "max" else "minimize" for m in modes],
                                 load_if_exists=True)
-    if not study.get_trials(deepcopy=False):
-        for name in baselines:
+    have = {t.user_attrs.get("fixed_policy") for t in study.get_trials(deepcopy=False)}
+    for name in baselines:
+        if name not in have:
             study.enqueue_trial({}, user_attrs={"fixed_policy": name})
     return study
 
@@ -174,22 +176,29 @@ def versions() -> dict:
 
 
 def export_policy(trial, path: Path, *, settings: dict, metrics: list[str], finished: int, out: Path,
-                  extra: dict | None = None) -> Path:
-    """The trial's policy as a policy file, with where it came from (`provenance`, plus `extra`)."""
-    from autosoft.policy import Policy
+                  extra: dict | None = None, known: str | None = None) -> Path:
+    """The trial's policy as a policy file, with where it came from (`provenance`, plus `extra`).
 
-    fixed = trial.user_attrs.get("fixed_policy")
-    data = dict(trial.user_attrs["policy"])
-    data["name"] = fixed or f"search-{settings['dataset']}-trial{trial.number}"
+    `trial` None: the known policy named `known` won the confirmation without a proxy trial
+    (a baseline added on resume after the budget was spent); it has no proxy scores.
+    """
+    from autosoft.policy import Policy, load_policy
+
+    if trial is None:
+        fixed, number, scores, data = known, None, {}, load_policy(known).to_dict()
+    else:
+        fixed, number, data = trial.user_attrs.get("fixed_policy"), trial.number, dict(trial.user_attrs["policy"])
+        scores = dict(zip(metrics, trial.values))
+    data["name"] = fixed or f"search-{settings['dataset']}-trial{number}"
     data["provenance"] = {
         "dataset": settings["dataset"], "space": settings["space"], "proxy": settings["proxy"],
-        "objectives": metrics, "scores": dict(zip(metrics, trial.values)), "trial": trial.number,
+        "objectives": metrics, "scores": scores, "trial": number,
         "fixed_policy": fixed, "seed": settings["seed"], "trials_finished": finished,
         "budget": settings["budget"], "search_dir": str(out), "versions": versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **(extra or {}),
     }
-    return Policy.from_dict(data, source=f"trial {trial.number}").save(path)
+    return Policy.from_dict(data, source=f"trial {number}" if trial is not None else known).save(path)
 
 
 def write_outputs(study, out: Path, settings: dict, metrics: list[str], modes: list[str], *,

@@ -207,11 +207,11 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
                 started_ray = compat.init_ray(ray_address)
             verdict, confirmed = _confirm(study, out, settings, plan, confirm_cfg, metrics, modes, cpus=cpus,
                                           gpus=gpus, max_concurrent=max_concurrent, live=live)
-            winner = record.trial_of(study, verdict.winner.candidate.name)
+            name = verdict.winner.candidate.name
             extra["confirmation"] = _confirmation_provenance(verdict, plan, confirm_cfg, metrics[0])
             outputs["policy_path"] = record.export_policy(
-                winner, out / "policy.json", settings=settings, metrics=metrics, finished=outputs["finished"],
-                out=out, extra=extra)
+                record.trial_of(study, name), out / "policy.json", settings=settings, metrics=metrics,
+                finished=outputs["finished"], out=out, extra=extra, known=name)
             times["confirmation"] = time.time() - t0
     finally:
         if started_ray:
@@ -236,8 +236,9 @@ def _confirm(study, out: Path, settings: dict, plan: dict, config: dict, metrics
              max_concurrent, live: bool):
     """The confirmation stage on Ray: candidates, runs (finished ones skipped), verdict, outputs."""
     maximize = modes[0] == "max"
+    # Every baseline is confirmed, also one that did not run as a trial (its proxy score is then unknown).
     candidates = confirm_stage.pick_candidates(record.candidate_trials(study), k=plan["top_k"], maximize=maximize,
-                                         baselines=[b for b in settings["baselines"] if record.trial_of(study, b)])
+                                               baselines=settings["baselines"])
     seeds = [settings["seed"] + i for i in range(plan["seeds"])]
     folder = out / "confirm"
     total = len(candidates) * len(seeds)

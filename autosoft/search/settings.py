@@ -17,14 +17,15 @@ from autosoft.errors import AutosoftError
 from autosoft.files import atomic_write_json
 from autosoft.search import record
 
-# Known policies run first, so the search can only match or beat them on the proxy.
+# Known policies run first and are confirmed beside the searched ones: the fixed policies a user
+# would otherwise pick, so an exported searched policy has beaten each of them at the target.
 # Spaces without soft targets get the hard-label ones only, to keep that comparison clean.
-BASELINES_HARD = ("baseline", "trivialaugment")
-BASELINES_SOFT = ("baseline", "trivialaugment", "softaug")
+BASELINES_HARD = ("baseline", "autoaugment-cifar10", "randaugment", "trivialaugment")
+BASELINES_SOFT = BASELINES_HARD + ("softaug",)
 # --objective names -> (metric the trainer reports, direction)
 OBJECTIVES = {"acc": ("val_acc", "max"), "ece": ("val_ece", "min"), "nll": ("val_nll", "min")}
 # Settings that must match for --resume (budget, time limit, resources and the number of
-# confirmed policies and seeds may change).
+# confirmed policies and seeds may change; baselines may be added).
 RESUME_KEYS = ("dataset", "space", "objectives", "proxy", "seed", "baselines", "target", "sampler", "confirmation",
                "early_stopping")
 # Proxy keys a resume may change: threads and the data folder change speed and location, not the search.
@@ -203,7 +204,9 @@ def save_settings(out: Path, *, resume: bool, fresh: dict) -> dict:
     """Write search.json for a new search, or check a resumed one matches it; returns the settings in force.
 
     A resume keeps the saved settings (its study name among them) but takes the new budget, the
-    proxy, target and confirmation settings (equal but for threads, data folder, K and seeds).
+    proxy, target and confirmation settings (equal but for threads, data folder, K and seeds)
+    and the baselines (the saved ones and perhaps more: added ones run as trials while the
+    budget lasts, and are confirmed).
     """
     path = out / "search.json"
     if out.exists():
@@ -212,13 +215,14 @@ def save_settings(out: Path, *, resume: bool, fresh: dict) -> dict:
                 raise AutosoftError(f"{out} is not a search folder (no search.json); choose another --out")
             saved = json.loads(path.read_text())
             differs = [key for key in RESUME_KEYS + (("storage",) if fresh["storage"] else ())
-                       if _comparable(key, saved.get(key)) != _comparable(key, fresh[key])]
+                       if _comparable(key, saved.get(key)) != _comparable(key, fresh[key])
+                       and not (key == "baselines" and _adds_baselines(saved.get(key), fresh[key]))]
             if not differs:
                 if not saved.get("storage") and not (out / "study.db").exists() and not left_by_a_failed_start(out):
                     raise AutosoftError(f"--resume: {out / 'study.db'} (the record of that search) is missing; "
                                         "restore it, or start a new search in another --out")
                 settings = {**saved, "budget": fresh["budget"], "proxy": fresh["proxy"], "target": fresh["target"],
-                            "confirmation": fresh["confirmation"]}
+                            "confirmation": fresh["confirmation"], "baselines": fresh["baselines"]}
                 atomic_write_json(path, settings)
                 return settings
             if not left_by_a_failed_start(out):
@@ -231,6 +235,11 @@ def save_settings(out: Path, *, resume: bool, fresh: dict) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, fresh)
     return fresh
+
+
+def _adds_baselines(saved, fresh) -> bool:
+    """A search saved with baselines, resumed with those and more (a newer default list)."""
+    return isinstance(saved, list) and bool(saved) and set(saved) <= set(fresh)
 
 
 def _discard_study(out: Path) -> None:

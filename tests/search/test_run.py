@@ -7,6 +7,7 @@ width-8 proxy net for 2 epochs on 400 CIFAR-10 images, scored on 200 held out.
 import csv
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -51,7 +52,7 @@ def _rows(out):
 
 def test_search_end_to_end_then_retrain(cluster, small_cifar10, tmp_path):
     out = tmp_path / "search"
-    result = _search(small_cifar10, out, budget=5)
+    result = _search(small_cifar10, out, budget=5, enqueue_baselines=["baseline", "trivialaugment", "softaug"])
     assert result.complete and result.finished == 5
 
     rows = _rows(out)
@@ -223,7 +224,8 @@ TARGET = {"model": "proxy", "model_kwargs": {"width": 8}, "epochs": 2, "batch_si
 def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10, tmp_path, capsys):
     """The default pipeline: proxy derived from the target, trials, confirmation of 3 policies x 1 seed."""
     out = tmp_path / "search"
-    kw = dict(budget=3, space="randaugment", enqueue_baselines=True, target=TARGET, early_stopping=None,
+    kw = dict(budget=3, space="randaugment", enqueue_baselines=["baseline", "trivialaugment"], target=TARGET,
+              early_stopping=None,
               proxy={"epochs": 8, "train_size": 700, "val_size": 300, "batch_size": 50, "lr": 0.2, "warmup_epochs": 1},
               confirm=1, confirm_seeds=1)
     result = _search(small_cifar10, out, **kw)
@@ -240,7 +242,7 @@ def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10
 
     with open(out / "confirm.csv") as f:
         confirmed = list(csv.DictReader(f))
-    assert sorted(r["kind"] for r in confirmed) == ["baseline", "baseline", "searched"]  # hard space: 2 baselines
+    assert sorted(r["kind"] for r in confirmed) == ["baseline", "baseline", "searched"]
     assert all(r["seeds"] == "1" for r in confirmed)
     winner_row = max(confirmed, key=lambda r: float(r["val_acc_mean"]))
     assert [r["winner"] for r in confirmed].count("True") == 1 and winner_row["winner"] == "True"
@@ -264,12 +266,13 @@ def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10
     assert set(result.stage_times_s) == {"trials", "confirmation"}
     assert set(json.loads((out / "wall_times.jsonl").read_text())) == {"started", "trials", "confirmation"}
 
-    # Resumed from the command line with more seeds: the finished run is kept, only the new seed
-    # runs, and the command ends with the verdict.
+    # Resumed from the command line with more seeds and one more trial: the finished runs are
+    # kept, the default baselines this search lacked are added (the first runs as the new trial,
+    # the other, with no budget left, only in confirmation), and the command ends with the verdict.
     stamps = {p.name: (p / "final.json").stat().st_mtime_ns for p in (out / "confirm").iterdir()}
     (tmp_path / "target.json").write_text(json.dumps(TARGET))
     (tmp_path / "proxy.json").write_text(json.dumps(kw["proxy"]))
-    code = cli_main(["search", "--dataset", "cifar10", "--budget", "3", "--space", "randaugment", "--out", str(out),
+    code = cli_main(["search", "--dataset", "cifar10", "--budget", "4", "--space", "randaugment", "--out", str(out),
                      "--resume", "--target-config", str(tmp_path / "target.json"), "--config", str(tmp_path / "proxy.json"),
                      "--confirm", "1", "--confirm-seeds", "2", "--cpus-per-trial", "1", "--max-concurrent", "2",
                      "--data-dir", str(small_cifar10)])
@@ -277,10 +280,17 @@ def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10
     assert code == 0, printed
     for name, stamp in stamps.items():
         assert (out / "confirm" / name / "final.json").stat().st_mtime_ns == stamp
-    assert len(list((out / "confirm").iterdir())) == 6
+    assert len(list((out / "confirm").iterdir())) == 10  # 5 policies x 2 seeds
+    assert [r["policy"] for r in _rows(out)] == ["baseline", "trivialaugment", "searched", "autoaugment-cifar10"]
+    with open(out / "confirm.csv") as f:
+        proxy_scores = {r["policy"]: r["proxy_score"] for r in csv.DictReader(f)}
+    assert set(proxy_scores) == {"trial-2", "baseline", "trivialaugment", "autoaugment-cifar10", "randaugment"}
+    assert proxy_scores["autoaugment-cifar10"] != "" and proxy_scores["randaugment"] == ""
     again = load_policy(str(out / "policy.json")).provenance["confirmation"]
     assert again["seeds"] == 2 and again["winner"]["seeds"] == 2
-    assert f"verdict: {again['verdict']}" in printed and "wall time: confirmation" in printed
+    assert f"verdict: {again['verdict']}" in printed and re.search(r"wall time: trials \d+ s, confirmation", printed)
+    # the rank correlation is over the policies with a proxy score: randaugment has none
+    assert "proxy vs confirmation rank correlation (Spearman, 4 policies)" in printed
 
 
 def test_random_sampler_is_the_control(cluster, small_cifar10, tmp_path):

@@ -6,7 +6,7 @@ import pytest
 
 from autosoft.errors import AutosoftError
 from autosoft.search import parse_objectives, parse_time_limit
-from autosoft.search.settings import check_budget, output_folder, save_settings
+from autosoft.search.settings import check_budget, choose_baselines, output_folder, save_settings
 
 
 def test_objective_and_time_limit_parsing():
@@ -75,6 +75,35 @@ def test_resume_check_compares_the_search_not_its_speed(tmp_path):
     (tmp_path / "other").mkdir()
     with pytest.raises(AutosoftError, match="not a search folder"):
         save_settings(tmp_path / "other", resume=True, fresh=fresh)
+
+
+def test_baselines_are_the_fixed_policies_and_a_resume_may_add_some(tmp_path):
+    from autosoft.policy import load_policy
+    soft, hard = load_policy("softaug"), load_policy("randaugment")
+    assert choose_baselines(True, [soft]) == ["baseline", "autoaugment-cifar10", "randaugment", "trivialaugment",
+                                              "softaug"]
+    assert choose_baselines(True, [hard]) == ["baseline", "autoaugment-cifar10", "randaugment", "trivialaugment"]
+    assert choose_baselines(False, [soft]) == [] and choose_baselines(["softaug"], [hard]) == ["softaug"]
+
+    fresh = {"dataset": "cifar10", "space": "soft", "objectives": ["val_acc"], "seed": 0,
+             "baselines": ["baseline", "trivialaugment"], "proxy": {"epochs": 2}, "budget": 4, "storage": None,
+             "target": {"epochs": 8}, "sampler": "tpe", "early_stopping": "off",
+             "confirmation": {"top_k": 3, "seeds": 2, "fidelity": 1.0, "config": {"epochs": 8}}, "study_name": "first"}
+    out = tmp_path / "s"
+    save_settings(out, resume=False, fresh=fresh)
+    _finish_a_trial(out, "first")
+    # a search saved with the older, shorter list resumes with today's: the added ones run and are confirmed
+    today = ["baseline", "autoaugment-cifar10", "randaugment", "trivialaugment"]
+    assert save_settings(out, resume=True, fresh={**fresh, "baselines": today})["baselines"] == today
+    # ... but none is taken away, and a search run without baselines does not gain them
+    for fewer in (["baseline"], []):
+        with pytest.raises(AutosoftError, match="--resume: baselines differs"):
+            save_settings(out, resume=True, fresh={**fresh, "baselines": fewer})
+    none = tmp_path / "none"
+    save_settings(none, resume=False, fresh={**fresh, "baselines": [], "study_name": "none"})
+    _finish_a_trial(none, "none")
+    with pytest.raises(AutosoftError, match="--resume: baselines differs"):
+        save_settings(none, resume=True, fresh={**fresh, "baselines": today})
 
 
 def test_a_search_saved_before_a_train_field_existed_resumes_with_it_at_its_default(tmp_path):
