@@ -28,6 +28,7 @@ Output folder:
     study.db            the Optuna study (unless --storage names another database)
     policy.json         the exported policy: the confirmation winner (else the proxy's best), with provenance
     proxy_best.json     the proxy's best trial, when a confirmation stage ran
+    best_searched.json  the confirmation's best searched policy (policy.json too, unless a baseline beat it)
     trials.csv          every trial: state, parameters, scores, epochs run, wall time
     confirm.csv, confirm.png, confirm/NAME-sSEED/   the confirmation scores and runs
     search_history.png  score per trial and best so far

@@ -209,9 +209,12 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
                                           gpus=gpus, max_concurrent=max_concurrent, live=live)
             name = verdict.winner.candidate.name
             extra["confirmation"] = _confirmation_provenance(verdict, plan, confirm_cfg, metrics[0])
-            outputs["policy_path"] = record.export_policy(
-                record.trial_of(study, name), out / "policy.json", settings=settings, metrics=metrics,
-                finished=outputs["finished"], out=out, extra=extra, known=name)
+            export = dict(settings=settings, metrics=metrics, finished=outputs["finished"], out=out, extra=extra)
+            outputs["policy_path"] = record.export_policy(record.trial_of(study, name), out / "policy.json",
+                                                          known=name, **export)
+            if verdict.best_searched is not None:  # to try, or to compare, when a baseline won
+                record.export_policy(record.trial_of(study, verdict.best_searched.candidate.name),
+                                     out / "best_searched.json", **export)
             times["confirmation"] = time.time() - t0
     finally:
         if started_ray:

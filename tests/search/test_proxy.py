@@ -13,23 +13,24 @@ W32 = {"epochs": 40, "batch_size": 256, "lr": 0.2, "warmup_epochs": 2, "train_si
        "model": "proxy", "model_kwargs": {"width": 32}, "weak_aug_epochs": 0}
 
 
-def test_table_regime_keeps_model_data_and_steps_and_compresses_epochs():
+def test_table_regime_keeps_model_epochs_and_steps_and_cuts_the_images():
     proxy, notes = derive_proxy(W32, n_train=50000)
-    assert proxy["model_kwargs"] == {"width": 32} and proxy["epochs"] == 10 and proxy["train_size"] == 5000
-    # a quarter of the images seen, in about the target's 760 steps: batch 256 / 4, lr / 4
+    assert proxy["model_kwargs"] == {"width": 32} and proxy["epochs"] == 40 and proxy["train_size"] == 1250
+    # a quarter of the images, each seen 40 times, in about the target's 760 steps: batch 256 / 4, lr / 4
     assert proxy["batch_size"] == 64 and proxy["lr"] == pytest.approx(0.05)
     assert proxy["val_size"] == 5000 and proxy["eval_test"] is False
-    assert proxy["warmup_epochs"] * (5000 // 64) == pytest.approx(38)  # the target's 38 warm-up steps (2 x 19)
-    assert notes == ["batch 256 -> 64: about the target's 760 optimizer steps (lr scaled alike)"]
+    assert proxy["warmup_epochs"] * (1250 // 64) == pytest.approx(38)  # the target's 38 warm-up steps (2 x 19)
+    assert notes == ["train subset of 1250 images at the target's 40 epochs, so that a trial costs 0.25 of the target",
+                     "batch 256 -> 64: about the target's 760 optimizer steps (lr scaled alike)"]
 
 
-def test_whole_train_split_target_cuts_data_to_keep_a_complete_schedule():
+def test_whole_train_split_target_keeps_its_epochs_on_a_quarter_of_the_images():
     target = {**W32, "epochs": 10, "train_size": None, "val_size": 0}
     proxy, notes = derive_proxy(target, n_train=50000)
-    # 0.25 x 10 epochs x 50,000 images = 125,000 images: 8 epochs of 15,625 rather than 3 of 45,000
-    assert proxy["epochs"] == 8 and proxy["train_size"] == 15625 and proxy["val_size"] == 5000
-    assert proxy["batch_size"] == 64  # 8 x 15,625 / 1,950 target steps = 64.1
-    assert notes[0] == "train subset of 15625 images, so that 8 epochs cost 0.25 of the target"
+    # a quarter of the target's 50,000 images (from the 45,000 not held out), for its 10 epochs
+    assert proxy["epochs"] == 10 and proxy["train_size"] == 12500 and proxy["val_size"] == 5000
+    assert proxy["batch_size"] == 64  # 10 x 12,500 / 1,950 target steps = 64.1
+    assert notes[0].startswith("train subset of 12500 images at the target's 10 epochs")
 
 
 def test_small_data_set_gets_smaller_batches_and_enough_steps():
@@ -38,7 +39,7 @@ def test_small_data_set_gets_smaller_batches_and_enough_steps():
     assert proxy["val_size"] == 144 and proxy["train_size"] == 1298
     assert proxy["batch_size"] == 64 and proxy["lr"] == pytest.approx(0.05)
     steps = proxy["epochs"] * -(-proxy["train_size"] // proxy["batch_size"])
-    assert steps >= MIN_STEPS and proxy["epochs"] == 8  # 8 x 21 = 168 steps; the target itself has 50
+    assert steps >= MIN_STEPS and proxy["epochs"] == 10  # 10 x 21 = 210 steps; the target itself has 50
     assert "at least 150 optimizer steps" in notes[0] and notes[1].startswith("batch 256 -> 64")
     with pytest.raises(AutosoftError, match="too few to hold out 100"):
         derive_proxy(target, n_train=150)
@@ -66,11 +67,11 @@ def test_target_config_from_defaults_file_or_dict(tmp_path):
 def test_proxy_config_auto_preset_and_overrides():
     target = target_config("cifar10", W32)
     auto, notes = proxy_config("cifar10", "auto", target=target, n_train=50000, threads=1)
-    assert auto["epochs"] == 10 and auto["threads"] == 1 and notes[0] == "derived from the target"
+    assert auto["epochs"] == 40 and auto["threads"] == 1 and notes[0] == "derived from the target"
     preset, notes = proxy_config("cifar10", "cpu", target=target, n_train=50000)
     assert preset["model_kwargs"] == {"width": 16} and preset["epochs"] == 15 and notes[0] == "the 'cpu' preset"
     over, notes = proxy_config("cifar10", {"epochs": 3}, target=target, n_train=50000)
-    assert over["epochs"] == 3 and over["train_size"] == 5000 and "overridden: epochs" in notes
+    assert over["epochs"] == 3 and over["train_size"] == 1250 and "overridden: epochs" in notes
     with pytest.raises(AutosoftError, match="allowed: auto \\(derived from the target\\), cpu, gpu"):
         proxy_config("cifar10", "tpu", target=target, n_train=50000)
 

@@ -258,10 +258,13 @@ def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10
     conf = policy.provenance["confirmation"]
     assert conf["winner"]["policy"] == winner_row["policy"]
     assert conf["best_baseline"]["policy"] in ("baseline", "trivialaugment") and conf["seeds"] == 1
+    # the best searched policy is exported beside it, also when a baseline won
+    best_searched = load_policy(str(out / "best_searched.json"))
+    assert best_searched.name == "search-cifar10-trial2" and best_searched.provenance["trial"] == 2
     if winner_row["kind"] == "baseline":
         assert policy.name == winner_row["policy"] and "no searched policy beat the best baseline" in result.verdict
     else:
-        assert "beats the best baseline" in result.verdict
+        assert "beats the best baseline" in result.verdict and policy.name == best_searched.name
     assert result.verdict == conf["verdict"] and len(result.confirmation) == 3
     assert set(result.stage_times_s) == {"trials", "confirmation"}
     assert set(json.loads((out / "wall_times.jsonl").read_text())) == {"started", "trials", "confirmation"}
