@@ -217,8 +217,7 @@ def _search(args) -> int:
         print(f"verdict: {result.verdict}")
         rho = result.proxy_rank_correlation
         if rho is not None:
-            ranked = sum(c["proxy_score"] is not None and c["seeds"] > 0 for c in result.confirmation)
-            print(f"proxy vs confirmation rank correlation (Spearman, {ranked} policies): {rho:.2f}")
+            print(f"proxy vs confirmation rank correlation (Spearman, {result.proxy_ranked} policies): {rho:.2f}")
     if result.policy_path:
         # the same data (size, held-out test split) and target as the search, or the policy is not for it
         same = "".join(f" --{k.replace('_', '-')} {v}" for k, v in data_settings.items())

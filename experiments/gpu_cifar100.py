@@ -89,6 +89,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # autosoft from this checkout, as the stages get it (PYTHONPATH)
+from autosoft.search.settings import BASELINES_SOFT  # noqa: E402  (run as trials, confirmed beside the searched)
 
 TARGET = "experiments/configs/cifar100_gpu_target.json"
 RETRAIN = "experiments/configs/cifar100_wrn28_10.json"
@@ -97,7 +98,6 @@ PROG = "gpu_cifar100"
 # Full mode: the search's resources and confirmation, sized by the arithmetic in the header.
 FULL = {"budget": 200, "gpus_per_trial": 0.125, "cpus_per_trial": 1, "max_concurrent": 8,
         "confirm": 2, "confirm_seeds": 2, "confirm_fidelity": 1, "time_limit": "7.5m"}
-from autosoft.search.settings import BASELINES_SOFT  # noqa: E402  (run as trials, confirmed beside the searched)
 
 BASELINES = len(BASELINES_SOFT)
 # The assumptions of the estimate (header): img/s per trial with 8 sharing the GPU, img/s of one

@@ -150,6 +150,11 @@ def collect(policies, regs, seeds) -> dict[str, dict[str, list[dict]]]:
     return out
 
 
+def _part_way(curve: list, fraction: float):
+    """The validation score `fraction` of the way through a run (None: not validated then, or no curve)."""
+    return curve[max(0, math.ceil(fraction * len(curve)) - 1)] if curve else None
+
+
 def write_report(results: dict, regs: dict, seeds: list[int]) -> str:
     from scipy.stats import spearmanr
 
@@ -195,8 +200,7 @@ def write_report(results: dict, regs: dict, seeds: list[int]) -> str:
         for f in fractions:
             means = {}
             for n, fs in per_policy.items():
-                vals = [c[max(0, math.ceil(f * len(c)) - 1)] for c in (x["curve"] for x in fs) if c]
-                vals = [v for v in vals if v is not None]  # a regime validated at the end only
+                vals = [v for v in (_part_way(x["curve"], f) for x in fs) if v is not None]
                 if vals and n in target_scores:
                     means[n] = statistics.fmean(vals)
             rho = spearmanr(list(means.values()), [target_scores[n] for n in means]).statistic \

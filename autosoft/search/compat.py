@@ -28,6 +28,11 @@ from autosoft.errors import AutosoftError
 
 
 # ---- Optuna ---------------------------------------------------------------------------
+def epochs_done(result: dict | None, default: int) -> int:
+    """Epochs a trial's report says it has trained (its "epoch" is 0-based), else `default`."""
+    return int(result["epoch"]) + 1 if result and "epoch" in result else default
+
+
 def set_trial_user_attr(study, trial, key: str, value) -> None:
     """Set an attribute on a trial this process did not ask for (one a killed process left RUNNING).
 
@@ -442,7 +447,7 @@ def make_searcher(space, *, metrics, modes, sampler, study_name, storage, epochs
             on_trial_complete only, not to on_trial_result: both call this, once per epoch.
             """
             ot_trial = self._ot_trials[trial_id]
-            step = int(result["epoch"]) + 1 if "epoch" in result else int(result.get("training_iteration", 1))
+            step = epochs_done(result, int(result.get("training_iteration", 1)))
             if len(metrics) == 1 and finite(result.get(metrics[0])) and self.steps.get(trial_id, 0) < step:
                 self.steps[trial_id] = step
                 ot_trial.report(result[metrics[0]], step)
@@ -466,7 +471,7 @@ def make_searcher(space, *, metrics, modes, sampler, study_name, storage, epochs
             # A trial stopped by ASHA or cut short arrives without a result: use its last report.
             result = result or self.last_result.get(trial_id)
             # Epochs, not reports: a trial validated after its last epoch only reports once.
-            epochs_run = int(result["epoch"]) + 1 if result and "epoch" in result else 0
+            epochs_run = epochs_done(result, 0)
             if result:
                 self._record(trial_id, result)
                 ot_trial.set_user_attr("metrics", {k: v for k, v in result.items()
@@ -520,7 +525,7 @@ def make_scheduler(epochs: int, stopped: set, grace_fraction: float):
                 # Known baselines always run to the end: the search result is compared with
                 # their full-schedule score, and strong augmentation looks weak early on.
                 return TrialScheduler.CONTINUE
-            if action == TrialScheduler.STOP and result.get("epoch", epochs) + 1 < epochs:
+            if action == TrialScheduler.STOP and epochs_done(result, epochs) < epochs:
                 stopped.add(trial.trial_id)
             return action
 

@@ -73,6 +73,7 @@ class Verdict:
     searched_won: bool
     text: str
     proxy_rank_correlation: float | None   # Spearman, proxy score vs confirmation mean
+    proxy_ranked: int = 0                   # the confirmed policies with a proxy score it ranks
 
 
 def pick_candidates(trials: Sequence[dict], *, k: int, maximize: bool, baselines: Sequence[str]) -> list[Candidate]:
@@ -162,7 +163,7 @@ def judge(confirmed: Sequence[Confirmed], *, maximize: bool, metric: str) -> Ver
         rho = float(spearmanr([c.candidate.proxy_score for c in with_proxy], [c.mean for c in with_proxy]).statistic)
         if math.isnan(rho):
             rho = None
-    return Verdict(winner, best_base, best_search, margin, pooled, searched_won, text, rho)
+    return Verdict(winner, best_base, best_search, margin, pooled, searched_won, text, rho, len(with_proxy))
 
 
 def write_outputs(confirmed: Sequence[Confirmed], verdict: Verdict, out: Path, metric: str, maximize: bool) -> None:

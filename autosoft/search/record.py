@@ -18,10 +18,14 @@ import math
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autosoft.errors import AutosoftError
 from autosoft.files import atomic_write_text
 from autosoft.search import compat
+
+if TYPE_CHECKING:
+    from autosoft.search.confirm import Candidate
 
 # A trial's state as trials.csv names it. Only these count towards the budget:
 COUNTED = ("complete", "stopped", "failed")
@@ -176,16 +180,16 @@ def versions() -> dict:
 
 
 def export_policy(trial, path: Path, *, settings: dict, metrics: list[str], finished: int, out: Path,
-                  extra: dict | None = None, known: str | None = None) -> Path:
+                  extra: dict | None = None, known: Candidate | None = None) -> Path:
     """The trial's policy as a policy file, with where it came from (`provenance`, plus `extra`).
 
-    `trial` None: the known policy named `known` won the confirmation without a proxy trial
-    (a baseline added on resume after the budget was spent); it has no proxy scores.
+    `trial` None: the confirmation candidate `known` (a baseline added on resume after the
+    budget was spent) won without a proxy trial; it has no proxy scores.
     """
-    from autosoft.policy import Policy, load_policy
+    from autosoft.policy import Policy
 
     if trial is None:
-        fixed, number, scores, data = known, None, {}, load_policy(known).to_dict()
+        fixed, number, scores, data = known.name, None, {}, dict(known.policy)
     else:
         fixed, number, data = trial.user_attrs.get("fixed_policy"), trial.number, dict(trial.user_attrs["policy"])
         scores = dict(zip(metrics, trial.values))
@@ -198,7 +202,7 @@ def export_policy(trial, path: Path, *, settings: dict, metrics: list[str], fini
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **(extra or {}),
     }
-    return Policy.from_dict(data, source=f"trial {number}" if trial is not None else known).save(path)
+    return Policy.from_dict(data, source=f"trial {number}" if trial is not None else fixed).save(path)
 
 
 def write_outputs(study, out: Path, settings: dict, metrics: list[str], modes: list[str], *,

@@ -31,6 +31,7 @@ class SearchResult:
     verdict: str | None = None    # the confirmation stage's verdict in words (None: no confirmation)
     confirmation: list[dict] = field(default_factory=list)   # per policy: name, kind, proxy score, scores
     proxy_rank_correlation: float | None = None   # Spearman, proxy vs confirmation, over confirmed policies
+    proxy_ranked: int = 0                         # how many policies that correlation ranks
     chance: str | None = None     # set when the best proxy score is within noise of chance
     stage_times_s: dict = field(default_factory=dict)   # wall seconds per stage, this start
 
@@ -211,7 +212,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
             extra["confirmation"] = _confirmation_provenance(verdict, plan, confirm_cfg, metrics[0])
             export = dict(settings=settings, metrics=metrics, finished=outputs["finished"], out=out, extra=extra)
             outputs["policy_path"] = record.export_policy(record.trial_of(study, name), out / "policy.json",
-                                                          known=name, **export)
+                                                          known=verdict.winner.candidate, **export)
             if verdict.best_searched is not None:  # to try, or to compare, when a baseline won
                 record.export_policy(record.trial_of(study, verdict.best_searched.candidate.name),
                                      out / "best_searched.json", **export)
@@ -232,6 +233,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
                         verdict=verdict.text if verdict else None,
                         confirmation=[c.summary() for c in confirmed or ()],
                         proxy_rank_correlation=verdict.proxy_rank_correlation if verdict else None,
+                        proxy_ranked=verdict.proxy_ranked if verdict else 0,
                         chance=chance["message"] if chance else None, stage_times_s=times)
 
 
@@ -275,4 +277,5 @@ def _confirmation_provenance(verdict, plan: dict, config: dict, metric: str) -> 
     return {"metric": metric, "winner": stats(verdict.winner), "best_baseline": stats(verdict.best_baseline),
             "best_searched": stats(verdict.best_searched), "searched_won": verdict.searched_won,
             "verdict": verdict.text, "proxy_rank_correlation": verdict.proxy_rank_correlation,
+            "proxy_ranked": verdict.proxy_ranked,
             "top_k": plan["top_k"], "seeds": plan["seeds"], "fidelity": plan["fidelity"], "config": config}

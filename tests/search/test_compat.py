@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from autosoft.errors import AutosoftError
-from autosoft.search.compat import _fits, trial_device, trial_resources
+from autosoft.search.compat import _fits, epochs_done, trial_device, trial_resources
 
 pytest.importorskip("ray")
 optuna = pytest.importorskip("optuna")
@@ -234,3 +234,9 @@ def test_a_worker_assigned_no_gpu_trains_on_the_cpu():
     assert trial_device("auto", [], cuda_available=False) == "auto"
     assert trial_device("cuda", [], cuda_available=True) == "cuda"  # asked for explicitly: kept
     assert trial_device("cpu", ["0"], cuda_available=True) == "cpu"
+
+
+def test_epochs_done_counts_from_the_zero_based_epoch():
+    assert epochs_done({"epoch": 0}, 7) == 1 and epochs_done({"epoch": 14.0}, 7) == 15
+    assert epochs_done({}, 7) == 7 and epochs_done(None, 0) == 0  # no report: the caller's default
+

@@ -44,6 +44,7 @@ def test_a_searched_winner_and_its_margin():
     assert v.margin == pytest.approx(0.02) and v.pooled_std == pytest.approx((0.02 ** 2 / 2 / 2) ** 0.5)
     assert "beats the best baseline by +2.00 points of val_acc (more than the pooled seed std of 1.00)" in v.text
     assert v.proxy_rank_correlation == pytest.approx(0.8)  # proxy order 2,3,b,t vs confirmed 2,b,3,t
+    assert v.proxy_ranked == 4
 
 
 def test_no_searched_policy_beats_the_best_baseline():
@@ -52,6 +53,7 @@ def test_no_searched_policy_beats_the_best_baseline():
     assert v.winner.candidate.name == "baseline" and not v.searched_won
     assert v.text.startswith("no searched policy beat the best baseline: baseline 74.50 ± 0.71 (2 seeds)")
     assert v.text.endswith("(-3.50 points); exporting baseline") and v.proxy_rank_correlation is None
+    assert v.proxy_ranked == 0  # no proxy scores
     within = judge([_confirmed("trial-2", "searched", [0.76, 0.72]), _confirmed("baseline", "baseline", [0.735, 0.735])],
                    maximize=True, metric="val_acc")
     assert within.searched_won and "(within the pooled seed std" in within.text

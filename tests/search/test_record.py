@@ -112,6 +112,20 @@ def test_outputs_export_the_best_policy_with_provenance(tmp_path, no_ray):
         assert [r["state"] for r in csv.DictReader(f)] == [r["state"] for r in out["rows"]]
 
 
+def test_a_baseline_without_a_trial_is_exported_from_its_candidate(tmp_path, no_ray):
+    """A baseline added on resume after the budget was spent can win confirmation with no trial."""
+    from autosoft.search.confirm import Candidate
+    policy = load_policy("randaugment").to_dict()
+    path = record.export_policy(None, tmp_path / "policy.json", settings=SETTINGS, metrics=["val_acc"], finished=6,
+                                out=tmp_path, known=Candidate("randaugment", policy, "baseline", None))
+    exported = load_policy(str(path))
+    assert exported.name == "randaugment"
+    assert {k: v for k, v in exported.to_dict().items() if k != "provenance"} == policy
+    assert {k: exported.provenance[k] for k in ("trial", "fixed_policy", "scores")} == {
+        "trial": None, "fixed_policy": "randaugment", "scores": {}}
+    assert policy["name"] == "randaugment" and "provenance" not in policy  # the candidate's dict is not changed
+
+
 def test_two_objectives_export_the_front(tmp_path, no_ray):
     storage = record.open_storage(f"sqlite:///{tmp_path / 'study.db'}")
     study = record.open_study(storage, "two", ["max", "min"], [])
