@@ -6,7 +6,9 @@
 #   searched-hard-best  the same space minus the soft-target part (autoaugment), TPE
 #   random-search-best  autoaugment+soft with uniform draws, same budget and confirmation: the
 #                       fair control (does TPE beat random search?)
-# beside none, baseline, autoaugment-cifar10, randaugment, trivialaugment and softaug.
+# beside none, baseline, autoaugment-cifar10, randaugment, trivialaugment, softaug and
+# softcrop-hard (softaug's aggressive crop with hard labels: the control the seed paper's
+# claims are measured against), then the seed paper's claims on that table (experiments/claims.py).
 #
 # Every step resumes: rerun the script after an interruption and it continues (searches
 # with --resume keep finished trials and confirmation runs; finished table runs are skipped).
@@ -40,7 +42,7 @@ search () {  # search OUT SPACE SAMPLER
 table () {  # table POLICY...
   "$PY" experiments/table.py --config "$TARGET" --results experiments/results/cifar10_w32_exact \
     --seeds 0 1 2 3 4 --readme README.md --policy none baseline autoaugment-cifar10 randaugment trivialaugment \
-    softaug "$@" "searched-cut-epochs=$RESULTS/search-joint-cut-epochs/best_searched.json" \
+    softaug softcrop-hard=experiments/policies/softcrop-hard.json "$@" "searched-cut-epochs=$RESULTS/search-joint-cut-epochs/best_searched.json" \
     old-searched=experiments/results/search_cifar10/search-joint/policy.json \
     old-searched-hard=experiments/results/search_cifar10/search-hard/policy.json \
     old-random=experiments/results/search_cifar10/random-policy.json
@@ -54,3 +56,5 @@ table "searched-best=$RESULTS/search-joint/best_searched.json" "random-search-be
 search "$RESULTS/search-hard" autoaugment tpe
 table "searched-best=$RESULTS/search-joint/best_searched.json" "random-search-best=$RESULTS/random-search/best_searched.json" \
   "searched-hard-best=$RESULTS/search-hard/best_searched.json"
+"$PY" experiments/claims.py --results experiments/results/cifar10_w32_exact --seeds 0 1 2 3 4 --baseline baseline \
+  --pair softaug:softcrop-hard --pair searched-best:searched-hard-best --readme README.md --marker claims-cifar10
