@@ -22,10 +22,9 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from table import write_between_markers  # noqa: E402  (the table's README markers, one place)
+from table import write_between_markers  # experiments/ is on sys.path when this script runs
 
-from autosoft.errors import AutosoftError  # noqa: E402
+from autosoft.errors import AutosoftError
 
 OCCLUSION = "occlusion_acc@0.5"
 
@@ -123,7 +122,7 @@ def main(argv=None) -> int:
         (results / "claims.md").write_text(f"{text}\n\nMade by `{command}`.\n")
         print(text)
         if args.readme:
-            write_between_markers(Path(args.readme), text, (f"<!-- {args.marker}:start -->", f"<!-- {args.marker}:end -->"))
+            write_between_markers(Path(args.readme), text, args.marker)
     except (BadInput, AutosoftError) as e:  # AutosoftError: the README's markers
         print(f"error: {e}", file=sys.stderr)
         return 2

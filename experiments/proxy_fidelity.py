@@ -281,7 +281,7 @@ def study(args) -> str:
     if args.readme:
         from experiments.table import write_between_markers
         summary = report.split("\n\n")[0]  # the table of Spearman and cost per regime
-        write_between_markers(Path(args.readme), summary, ("<!-- fidelity:start -->", "<!-- fidelity:end -->"))
+        write_between_markers(Path(args.readme), summary, "fidelity")
     return report
 
 

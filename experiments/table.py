@@ -112,13 +112,10 @@ def write_table(rows: dict[str, list[dict]], results: Path, config: TrainConfig)
     return text
 
 
-README_MARKERS = ("<!-- table:start -->", "<!-- table:end -->")
-
-
-def write_between_markers(path: Path, table: str, markers: tuple[str, str] = README_MARKERS) -> None:
-    """Replace what stands between the README's two `markers` lines with `table`."""
+def write_between_markers(path: Path, table: str, marker: str = "table") -> None:
+    """Replace what stands between the lines <!-- MARKER:start --> and <!-- MARKER:end --> of `path` with `table`."""
     text = path.read_text()
-    start, end = markers
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
         raise AutosoftError(f"{path}: expected one {start} line followed by one {end} line")
     head, rest = text.split(start)
@@ -156,6 +153,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", help="data root (else $AUTOSOFT_DATA)")
     ap.add_argument("--table-only", action="store_true", help="only rebuild the table from finished runs")
     ap.add_argument("--readme", metavar="FILE", help="also write the table into FILE between its table markers")
+    ap.add_argument("--marker", default="table", help="FILE's markers: <!-- MARKER:start --> ... <!-- MARKER:end -->")
     args = ap.parse_args(argv)
     try:
         config = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
@@ -172,7 +170,7 @@ def main(argv=None) -> int:
         print(table)
         plot(rows, results)
         if args.readme:
-            write_between_markers(Path(args.readme), table)
+            write_between_markers(Path(args.readme), table, args.marker)
     except AutosoftError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
