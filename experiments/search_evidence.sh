@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The search pipeline's evidence on one data set: three searches aimed at a table's regime (its
+# config is the search's --target-config), each with its confirmation stage, then the table on
+# the exact test split:
+#   searched-best       joint search: augmentation + soft-target curve (autoaugment+soft), TPE
+#   random-search-best  autoaugment+soft with uniform draws, same budget and confirmation: the
+#                       fair control (does TPE beat random search?)
+#   searched-hard-best  the same space minus the soft-target part (autoaugment), TPE
+# beside none, baseline, autoaugment-cifar10, randaugment, trivialaugment, softaug and
+# softcrop-hard (softaug's aggressive crop with hard labels: the control the seed paper's
+# claims are measured against), then the seed paper's claims on that table (experiments/claims.py).
+# A search's row is its best searched policy after confirmation (best_searched.json): the
+# exported policy.json is that one if it beat every baseline, else a baseline, whose row the
+# table has already.
+#
+# Every step resumes: rerun after an interruption and it continues (searches with --resume keep
+# finished trials and confirmation runs; finished table runs are skipped). Each search's wall
+# time per start is appended to its OUT/wall_time.txt. Called by search_cifar10.sh and
+# search_cifar100.sh, which fix the arguments:
+#
+#   bash experiments/search_evidence.sh DATASET TARGET TABLE_DIR SEARCH_DIR SEEDS MARKER [ROW...]
+#
+# SEEDS: the table's seeds ("0 1 2"); MARKER: the README's table markers (<!-- MARKER:start -->),
+# the claims go between <!-- claims-DATASET:... -->; ROW: more table rows (NAME=POLICY.json).
+# Env: BUDGET (default 202: the 5 baselines and 197 searched trials), PYTHON.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # works without installing the package
+PY=${PYTHON:-python}
+[ $# -ge 6 ] || { echo "usage: $0 DATASET TARGET TABLE_DIR SEARCH_DIR SEEDS MARKER [ROW...]" >&2; exit 2; }
+DATASET=$1 TARGET=$2 TABLE=$3 RESULTS=$4 MARKER=$6
+read -r -a SEEDS <<< "$5"
+shift 6
+EXTRA=("$@")
+BUDGET=${BUDGET:-202}
+mkdir -p "$RESULTS"
+
+search () {  # search OUT SPACE SAMPLER
+  local out=$1 space=$2 sampler=$3 resume=() start=$SECONDS
+  [ -e "$out/search.json" ] && resume=(--resume)
+  "$PY" -m autosoft.cli search --dataset "$DATASET" --budget "$BUDGET" --space "$space" --sampler "$sampler" \
+    --target-config "$TARGET" --seed 0 --out "$out" "${resume[@]}" | tee -a "$out.log"
+  echo "$space/$sampler: $((SECONDS - start)) s wall (this start)" | tee -a "$out/wall_time.txt"
+}
+
+table () {  # table ROW...
+  "$PY" experiments/table.py --config "$TARGET" --results "$TABLE" --seeds "${SEEDS[@]}" --readme README.md \
+    --marker "$MARKER" --policy none baseline autoaugment-cifar10 randaugment trivialaugment softaug \
+    softcrop-hard=experiments/policies/softcrop-hard.json "$@" "${EXTRA[@]}"
+}
+
+# Ordered so that an interrupted session still leaves the most useful rows.
+joint="searched-best=$RESULTS/search-joint/best_searched.json"
+random="random-search-best=$RESULTS/random-search/best_searched.json"
+hard="searched-hard-best=$RESULTS/search-hard/best_searched.json"
+search "$RESULTS/search-joint" autoaugment+soft tpe
+table "$joint"
+search "$RESULTS/random-search" autoaugment+soft random
+table "$joint" "$random"
+search "$RESULTS/search-hard" autoaugment tpe
+table "$joint" "$random" "$hard"
+"$PY" experiments/claims.py --results "$TABLE" --seeds "${SEEDS[@]}" --baseline baseline \
+  --pair softaug:softcrop-hard --pair searched-best:searched-hard-best --readme README.md --marker "claims-$DATASET"
