@@ -239,4 +239,3 @@ def test_a_worker_assigned_no_gpu_trains_on_the_cpu():
 def test_epochs_done_counts_from_the_zero_based_epoch():
     assert epochs_done({"epoch": 0}, 7) == 1 and epochs_done({"epoch": 14.0}, 7) == 15
     assert epochs_done({}, 7) == 7 and epochs_done(None, 0) == 0  # no report: the caller's default
-
