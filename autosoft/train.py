@@ -229,6 +229,15 @@ def environment_info(device: torch.device) -> dict:
     return info
 
 
+def _same_policy(saved: Any, policy: Policy) -> bool:
+    """Whether a run directory's recorded policy trains as `policy` does: provenance aside, which a
+    re-export rewrites (a resumed search writes policy.json again with a new timestamp)."""
+    try:
+        return Policy.from_dict(saved) == policy
+    except AutosoftError:
+        return False
+
+
 class RunDir:
     """config.json, policy.json, metrics.jsonl, checkpoint.pt, final.json in one folder."""
 
@@ -258,7 +267,7 @@ class RunDir:
             saved = None
         if not isinstance(saved, dict):
             saved = {}  # a config.json cut short: only a run that trained nothing can replace it
-        if with_defaults(saved.get("train")) == config.to_dict() and saved.get("policy") == policy.to_dict():
+        if with_defaults(saved.get("train")) == config.to_dict() and _same_policy(saved.get("policy"), policy):
             return True
         if self.trained_nothing():
             return False

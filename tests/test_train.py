@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import subprocess
 import sys
@@ -101,6 +102,21 @@ def test_other_config_in_unfinished_dir_is_refused(small_cifar10, tmp_path):
         train(_config(small_cifar10, eval_test=False), "baseline", run_dir=tmp_path / "r", report=stop)
     with pytest.raises(AutosoftError, match="different config or policy"):
         train(_config(small_cifar10, eval_test=False, lr=0.05), "baseline", run_dir=tmp_path / "r")
+
+
+def test_a_re_exported_policy_resumes_its_unfinished_run(small_cifar10, tmp_path):
+    def stop(epoch, metrics):
+        raise _Stop
+    config = _config(small_cifar10, epochs=2, eval_test=False, threads=1)
+    exported = dataclasses.replace(load_policy("randaugment"), provenance={"created": "2026-12-01T17:52:50+00:00"})
+    with pytest.raises(_Stop):
+        train(config, exported, run_dir=tmp_path / "r", report=stop)
+    with pytest.raises(AutosoftError, match="different config or policy"):  # what a policy trains still counts
+        train(config, "trivialaugment", run_dir=tmp_path / "r")
+    # The same policy exported again (a resumed search rewrites policy.json): only its provenance differs.
+    again = dataclasses.replace(exported, provenance={"created": "2026-12-01T20:59:00+00:00", "proxy_ranked": 8})
+    assert train(config, again, run_dir=tmp_path / "r")["epochs"] == 2  # resumed, not refused
+    assert len((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()) == 2
 
 
 def test_mixup_and_cutmix_train_deterministically_per_seed(small_cifar10, tmp_path):
