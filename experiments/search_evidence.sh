@@ -13,6 +13,9 @@
 # exported policy.json is that one if it beat every baseline, else a baseline, whose row the
 # table has already.
 #
+# After the joint search, its exported policy.json is retrained with `autosoft train --policy`
+# (SEARCH_DIR/retrain-joint-s0/), the headline's last step as a user runs it.
+#
 # Every step resumes: rerun after an interruption and it continues (searches with --resume keep
 # finished trials and confirmation runs; finished table runs are skipped). Each search's wall
 # time per start is appended to its OUT/wall_time.txt. Called by search_cifar10.sh and
@@ -43,6 +46,14 @@ search () {  # search OUT SPACE SAMPLER
   echo "$space/$sampler: $((SECONDS - start)) s wall (this start)" | tee -a "$out/wall_time.txt"
 }
 
+retrain () {  # the headline's last step, as a user runs it: the exported policy retrained on the target
+  local out=$RESULTS/retrain-joint-s0 start=$SECONDS
+  [ -e "$out/final.json" ] && return
+  "$PY" -m autosoft.cli train --dataset "$DATASET" --config "$TARGET" --policy "$RESULTS/search-joint/policy.json" \
+    --out "$out" --quiet | tee -a "$out.log"
+  echo "retrain: $((SECONDS - start)) s wall (this start)" | tee -a "$out.log"
+}
+
 table () {  # table ROW...
   "$PY" experiments/table.py --config "$TARGET" --results "$TABLE" --seeds "${SEEDS[@]}" --readme README.md \
     --marker "$MARKER" --policy none baseline autoaugment-cifar10 randaugment trivialaugment softaug \
@@ -54,6 +65,7 @@ joint="searched-best=$RESULTS/search-joint/best_searched.json"
 random="random-search-best=$RESULTS/random-search/best_searched.json"
 hard="searched-hard-best=$RESULTS/search-hard/best_searched.json"
 search "$RESULTS/search-joint" autoaugment+soft tpe
+retrain
 table "$joint"
 search "$RESULTS/random-search" autoaugment+soft random
 table "$joint" "$random"
