@@ -178,6 +178,9 @@ def _add_search_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--confirm-seeds", type=int, metavar="S", help="seeds per confirmed policy (default 2 CPU, 3 GPU)")
     p.add_argument("--confirm-fidelity", type=float, default=1.0, metavar="F",
                    help="confirmation runs train F of the target's epochs (default 1: the target itself)")
+    p.add_argument("--reuse-confirmation", action="append", default=[], metavar="SEARCH_DIR",
+                   help="copy another search's finished confirmation runs of the same policy, seed and config "
+                        "instead of training them again (the baselines of searches aimed at one target); repeatable")
     p.add_argument("--sampler", default="tpe", choices=("tpe", "random"),
                    help="tpe (default) | random: uniform draws, the control a search must beat")
     p.add_argument("--early-stopping", choices=("off", "asha"),
@@ -207,7 +210,8 @@ def _search(args) -> int:
                         sampler=args.sampler, early_stopping=args.early_stopping,
                         cpus_per_trial=args.cpus_per_trial,
                         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, seed=args.seed,
-                        data_dir=args.data_dir, enqueue_baselines=not args.no_baselines, **data_settings)
+                        data_dir=args.data_dir, enqueue_baselines=not args.no_baselines,
+                        reuse_confirmation=args.reuse_confirmation, **data_settings)
     print(repr(result))
     if result.stage_times_s:
         print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.stage_times_s.items()))

@@ -261,18 +261,21 @@ class RunDir:
             if self.path.exists() and any(self.path.iterdir()):
                 raise AutosoftError(f"{self.path} exists and is not an autosoft run directory; choose another --out")
             return False
-        try:
-            saved = json.loads(self.config.read_text())
-        except json.JSONDecodeError:
-            saved = None
-        if not isinstance(saved, dict):
-            saved = {}  # a config.json cut short: only a run that trained nothing can replace it
-        if with_defaults(saved.get("train")) == config.to_dict() and _same_policy(saved.get("policy"), policy):
+        if self.records(config, policy):
             return True
-        if self.trained_nothing():
+        if self.trained_nothing():  # e.g. a config.json cut short
             return False
         raise AutosoftError(f"{self.path} holds an unfinished run with a different config or policy; "
                             "choose another --out, or rerun with the same settings to resume")
+
+    def records(self, config: TrainConfig, policy: Policy) -> bool:
+        """Whether config.json records this very run: its train config and policy (provenance aside)."""
+        try:
+            saved = json.loads(self.config.read_text())
+        except (OSError, json.JSONDecodeError):
+            return False
+        return (isinstance(saved, dict) and with_defaults(saved.get("train")) == config.to_dict()
+                and _same_policy(saved.get("policy"), policy))
 
     def prepare(self, config: TrainConfig, policy: Policy, device: torch.device) -> dict | None:
         """Create the folder, or check it belongs to this run; returns the checkpoint to resume from."""

@@ -38,11 +38,12 @@ EXTRA=("$@")
 BUDGET=${BUDGET:-202}
 mkdir -p "$RESULTS"
 
-search () {  # search OUT SPACE SAMPLER
+search () {  # search OUT SPACE SAMPLER [FLAG...]
   local out=$1 space=$2 sampler=$3 resume=() start=$SECONDS
+  shift 3
   [ -e "$out/search.json" ] && resume=(--resume)
   "$PY" -m autosoft.cli search --dataset "$DATASET" --budget "$BUDGET" --space "$space" --sampler "$sampler" \
-    --target-config "$TARGET" --seed 0 --out "$out" "${resume[@]}" | tee -a "$out.log"
+    --target-config "$TARGET" --seed 0 --out "$out" "${resume[@]}" "$@" | tee -a "$out.log"
   echo "$space/$sampler: $((SECONDS - start)) s wall (this start)" | tee -a "$out/wall_time.txt"
 }
 
@@ -67,9 +68,11 @@ hard="searched-hard-best=$RESULTS/search-hard/best_searched.json"
 search "$RESULTS/search-joint" autoaugment+soft tpe
 retrain
 table "$joint"
-search "$RESULTS/random-search" autoaugment+soft random
+# The controls confirm the same baselines at the same seeds and target: their runs are copied
+# from the joint search's (--reuse-confirmation), not trained again.
+search "$RESULTS/random-search" autoaugment+soft random --reuse-confirmation "$RESULTS/search-joint"
 table "$joint" "$random"
-search "$RESULTS/search-hard" autoaugment tpe
+search "$RESULTS/search-hard" autoaugment tpe --reuse-confirmation "$RESULTS/search-joint"
 table "$joint" "$random" "$hard"
 "$PY" experiments/claims.py --results "$TABLE" --seeds "${SEEDS[@]}" --baseline baseline \
   --pair softaug:softcrop-hard --pair searched-best:searched-hard-best --readme README.md --marker "claims-$DATASET"

@@ -94,3 +94,9 @@ def test_image_size_and_test_fraction_flags_for_train_and_search(monkeypatch, ca
     monkeypatch.setattr(autosoft.search, "run_search", fake_search)
     assert main(["search", "--dataset", "imagefolder:x", "--budget", "2", "--image-size", "64"]) == 2
     assert seen["image_size"] == 64 and "test_fraction" not in seen and "image_size" not in seen["proxy"]
+
+
+def test_search_reuse_confirmation_must_name_a_search_folder(tmp_path, capsys):
+    assert main(["search", "--dataset", "cifar10", "--budget", "2", "--reuse-confirmation", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a search's output folder (no search.json there)" in err

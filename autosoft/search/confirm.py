@@ -210,6 +210,46 @@ def finished_runs(folder: Path, candidates: Sequence[Candidate], seeds: Sequence
     return out
 
 
+def reuse_runs(folder: Path, candidates: Sequence[Candidate], config: dict, seeds: Sequence[int],
+               sources: Sequence[Path], *, gpus: float) -> list[str]:
+    """Copy into `folder` each finished run of another search's confirmation stage (its folder's
+    ``confirm/``) that trained the same policy at the same seed and config as a run still to do
+    here: it would train to the same numbers, so the baselines, confirmed by every search aimed
+    at one target, are trained once. The copy (checkpoint left out) gets a ``reused_from.json``
+    naming its source, which is never changed. Returns the copied run folders' names."""
+    import shutil
+
+    import torch
+
+    from autosoft.policy import Policy
+    from autosoft.search.compat import trial_device
+    from autosoft.train import RunDir, TrainConfig
+
+    copied = []
+    for s in seeds:
+        for c in candidates:
+            name = run_dir_name(c.name, s)
+            target = folder / name
+            if target.exists():
+                continue  # finished, or under way here: this search's own
+            # As the worker will run it (see `_confirm_run`), which is what the source recorded.
+            device = trial_device(config.get("device", "auto"), [0] if gpus > 0 else [], torch.cuda.is_available())
+            expected = TrainConfig.from_dict({**config, "seed": s, "device": device})
+            policy = Policy.from_dict(c.policy, source=c.name)
+            for source in sources:
+                run = RunDir(Path(source) / "confirm" / name)
+                if run.final.exists() and run.records(expected, policy):
+                    folder.mkdir(parents=True, exist_ok=True)
+                    tmp = folder / f".{name}.reuse.tmp"
+                    shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted copy
+                    shutil.copytree(run.path, tmp, ignore=shutil.ignore_patterns(run.checkpoint.name))
+                    (tmp / "reused_from.json").write_text(json.dumps({"source": str(run.path.resolve())}) + "\n")
+                    tmp.rename(target)  # whole or not at all
+                    copied.append(name)
+                    break
+    return copied
+
+
 def run_confirmation(candidates: Sequence[Candidate], config: dict, seeds: Sequence[int], folder: Path, *,
                      cpus: float, gpus: float, max_concurrent: int, on_done=None) -> tuple[dict, dict]:
     """Train every (candidate, seed) not finished yet, `max_concurrent` at a time on Ray.

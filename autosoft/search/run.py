@@ -52,7 +52,8 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
                cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
                max_concurrent: int | None = None, seed: int = 0, data_dir=None,
                enqueue_baselines: bool | Sequence[str] = True, live: bool = True,
-               image_size: int | None = None, test_fraction: float | None = None) -> SearchResult:
+               image_size: int | None = None, test_fraction: float | None = None,
+               reuse_confirmation: Sequence = ()) -> SearchResult:
     """Search `budget` trials of `space` on a proxy of the target training, confirm the best
     ones at the target's fidelity, and write the results to `out_dir`.
 
@@ -60,7 +61,9 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     `autosoft train`'s defaults for `dataset`); the proxy is derived from it unless `proxy`
     names a preset. `confirm` searched policies (default by device; 0 skips the stage) and the
     known baselines are retrained `confirm_seeds` times at `confirm_fidelity` of the target's
-    epochs; the winner on the mean is exported. `early_stopping`: "off" (default) or "asha" (first rung
+    epochs; the winner on the mean is exported; `reuse_confirmation` names other search folders
+    whose finished confirmation runs of the same policy, seed and config are copied instead of
+    trained again (the baselines, when searches share a target). `early_stopping`: "off" (default) or "asha" (first rung
     at 2/3 of the proxy's schedule). `sampler`: "tpe" (the search) or "random"
     (the control). `resume=True` continues the search in `out_dir`: finished trials and
     confirmation runs are kept, cut-short ones run again. `time_limit_s` (seconds or "30m")
@@ -78,6 +81,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     budget = _settings.check_budget(budget)
     out = _settings.output_folder(out_dir, dataset, resume=resume)
     time_limit_s = _settings.parse_time_limit(time_limit_s)
+    reuse_from = _settings.check_reuse_folders(reuse_confirmation)
     metrics, modes = _settings.parse_objectives(objectives)
     make_sampler(len(metrics), budget, seed, sampler)  # an unknown sampler fails here
     early_stopping = _settings.check_early_stopping(early_stopping)
@@ -207,7 +211,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
             if not started_ray:
                 started_ray = compat.init_ray(ray_address)
             verdict, confirmed = _confirm(study, out, settings, plan, confirm_cfg, metrics, modes, cpus=cpus,
-                                          gpus=gpus, max_concurrent=max_concurrent, live=live)
+                                          gpus=gpus, max_concurrent=max_concurrent, live=live, reuse_from=reuse_from)
             name = verdict.winner.candidate.name
             extra["confirmation"] = _confirmation_provenance(verdict, plan, confirm_cfg, metrics[0])
             export = dict(settings=settings, metrics=metrics, finished=outputs["finished"], out=out, extra=extra)
@@ -238,7 +242,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
 
 
 def _confirm(study, out: Path, settings: dict, plan: dict, config: dict, metrics, modes, *, cpus, gpus,
-             max_concurrent, live: bool):
+             max_concurrent, live: bool, reuse_from=()):
     """The confirmation stage on Ray: candidates, runs (finished ones skipped), verdict, outputs."""
     maximize = modes[0] == "max"
     # Every baseline is confirmed, also one that did not run as a trial (its proxy score is then unknown).
@@ -247,6 +251,10 @@ def _confirm(study, out: Path, settings: dict, plan: dict, config: dict, metrics
     seeds = [settings["seed"] + i for i in range(plan["seeds"])]
     folder = out / "confirm"
     total = len(candidates) * len(seeds)
+    reused = confirm_stage.reuse_runs(folder, candidates, config, seeds, reuse_from, gpus=gpus)
+    if reused and live:
+        print(f"[confirm] {len(reused)} finished runs of the same policy, seed and config copied from "
+              f"{', '.join(map(str, reuse_from))}: {' '.join(reused)}", flush=True)
     done = [len(confirm_stage.finished_runs(folder, candidates, seeds))]
     if live:
         print(f"[confirm] {len(candidates)} policies x {len(seeds)} seeds at {config['epochs']} epochs "

@@ -54,6 +54,18 @@ def parse_time_limit(text: str | float | None) -> float | None:
     return seconds
 
 
+def check_reuse_folders(folders) -> list[Path]:
+    """--reuse-confirmation: each must be a search's output folder (it holds search.json)."""
+    checked = []
+    for folder in [folders] if isinstance(folders, (str, Path)) else folders or ():
+        path = Path(folder)
+        if not (path / "search.json").is_file():
+            raise AutosoftError(f"--reuse-confirmation {folder}: not a search's output folder (no search.json there); "
+                                "name the --out of an earlier search")
+        checked.append(path)
+    return checked
+
+
 def parse_objectives(objectives: str | Sequence[str]) -> tuple[list[str], list[str]]:
     """("acc", "ece") or "acc,ece" -> (["val_acc", "val_ece"], ["max", "min"])."""
     names = objectives.split(",") if isinstance(objectives, str) else list(objectives)

@@ -1,11 +1,13 @@
 """The confirmation stage's choices and verdict on known scores (no Ray, no training)."""
 
 import csv
+import json
 
 import pytest
 
 from autosoft.errors import AutosoftError
-from autosoft.search.confirm import Candidate, Confirmed, judge, pick_candidates, summarize, write_outputs
+from autosoft.search.confirm import (Candidate, Confirmed, judge, pick_candidates, reuse_runs, summarize,
+                                     write_outputs)
 
 
 def _policy(m):
@@ -79,3 +81,43 @@ def test_summarize_reads_finals_and_outputs_are_written(tmp_path):
     assert rows[0]["winner"] == "False" and rows[1]["winner"] == "True"  # 0.75 vs 0.75: the baseline keeps a tie
     assert float(rows[0]["val_ece_mean"]) == pytest.approx(0.045) and float(rows[1]["val_ece_mean"]) == pytest.approx(0.1)
     assert (tmp_path / "confirm.png").stat().st_size > 0
+
+
+def _run(folder, config: dict, policy: dict, final: dict | None):
+    """A run folder as `autosoft train` writes it (config.json, a checkpoint, final.json if finished)."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"train": config, "policy": policy}))
+    (folder / "checkpoint.pt").write_bytes(b"weights")
+    if final is not None:
+        (folder / "final.json").write_text(json.dumps(final))
+
+
+def test_reuse_copies_only_finished_runs_of_the_same_policy_seed_and_config(tmp_path):
+    from autosoft.policy import load_policy
+    from autosoft.search.settings import check_reuse_folders
+    from autosoft.train import TrainConfig
+    config = {**TrainConfig(epochs=3, train_size=500, val_size=100).to_dict()}
+    seeded = lambda seed, **kw: TrainConfig.from_dict({**config, "seed": seed, **kw}).to_dict()  # noqa: E731
+    base, other = load_policy("baseline").to_dict(), load_policy("randaugment").to_dict()
+    source = tmp_path / "search-joint"
+    (source / "search.json").parent.mkdir()
+    (source / "search.json").write_text("{}")
+    _run(source / "confirm" / "baseline-s0", seeded(0), base, {"val_acc": 0.61})
+    _run(source / "confirm" / "baseline-s1", seeded(1, lr=0.05), base, {"val_acc": 0.62})   # another lr
+    _run(source / "confirm" / "trial-3-s0", seeded(0), other, {"val_acc": 0.63})            # another trial-3
+    _run(source / "confirm" / "randaugment-s1", seeded(1), other, None)                   # not finished
+    here = tmp_path / "random-search" / "confirm"
+    _run(here / "randaugment-s0", seeded(0), other, {"val_acc": 0.5})                     # this search's own
+    cands = [Candidate("trial-3", load_policy("trivialaugment").to_dict(), "searched", 0.6),
+             Candidate("baseline", base, "baseline", None), Candidate("randaugment", other, "baseline", None)]
+
+    copied = reuse_runs(here, cands, config, [0, 1], check_reuse_folders([source]), gpus=0)
+    assert copied == ["baseline-s0"]
+    assert json.loads((here / "baseline-s0" / "final.json").read_text()) == {"val_acc": 0.61}
+    assert json.loads((here / "baseline-s0" / "reused_from.json").read_text())["source"].endswith("baseline-s0")
+    assert not (here / "baseline-s0" / "checkpoint.pt").exists() and (source / "confirm/baseline-s0/checkpoint.pt").exists()
+    assert json.loads((here / "randaugment-s0" / "final.json").read_text()) == {"val_acc": 0.5}  # untouched
+    assert sorted(p.name for p in here.iterdir()) == ["baseline-s0", "randaugment-s0"]
+    assert reuse_runs(here, cands, config, [0, 1], [source], gpus=0) == []  # copied once
+    with pytest.raises(AutosoftError, match="--reuse-confirmation .*confirm: not a search's output folder"):
+        check_reuse_folders([source / "confirm"])

@@ -295,6 +295,17 @@ def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10
     # the rank correlation is over the policies with a proxy score: randaugment has none
     assert "proxy vs confirmation rank correlation (Spearman, 4 policies)" in printed
 
+    # A control aimed at the same target (seed 1: other draws, confirmed at seed 1) reuses the
+    # baselines' confirmation runs (copied, not trained again) and trains its searched policy's.
+    control = tmp_path / "control"
+    ctl = _search(small_cifar10, control, **{**kw, "sampler": "random", "seed": 1}, reuse_confirmation=[out])
+    for name in ("baseline-s1", "trivialaugment-s1"):
+        assert json.loads((control / "confirm" / name / "reused_from.json").read_text())["source"] == \
+            str((out / "confirm" / name).resolve())
+        assert (control / "confirm" / name / "final.json").read_text() == (out / "confirm" / name / "final.json").read_text()
+    assert not (control / "confirm" / "trial-2-s1" / "reused_from.json").exists()
+    assert (control / "confirm" / "trial-2-s1" / "final.json").exists() and len(ctl.confirmation) == 3
+
 
 def test_random_sampler_is_the_control(cluster, small_cifar10, tmp_path):
     out = tmp_path / "search"
