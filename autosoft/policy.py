@@ -378,6 +378,15 @@ BUILTIN_POLICIES: dict[str, dict] = {
 }
 
 
+def same_training(recorded: Any, policy: Policy) -> bool:
+    """Whether a recorded policy (the dict a run folder keeps) trains as `policy` does:
+    provenance aside, which a re-export rewrites (a resumed search writes policy.json again)."""
+    try:
+        return Policy.from_dict(recorded) == policy
+    except AutosoftError:
+        return False
+
+
 def load_policy(name_or_path: str | Path | Policy) -> Policy:
     """A built-in policy by name, or a policy JSON file by path.
 

@@ -32,7 +32,7 @@ from autosoft.errors import AutosoftError
 from autosoft.files import atomic_path, atomic_write_json, atomic_write_text
 from autosoft.metrics import evaluate, expected_calibration_error, predict_logits
 from autosoft.models import MIN_IMAGE_SIZE, build_model
-from autosoft.policy import Policy, load_policy
+from autosoft.policy import Policy, load_policy, same_training
 from autosoft.process import keep_freed_memory
 from autosoft.soft_targets import smooth_rows, soft_target_cross_entropy
 
@@ -229,15 +229,6 @@ def environment_info(device: torch.device) -> dict:
     return info
 
 
-def _same_policy(saved: Any, policy: Policy) -> bool:
-    """Whether a run directory's recorded policy trains as `policy` does: provenance aside, which a
-    re-export rewrites (a resumed search writes policy.json again with a new timestamp)."""
-    try:
-        return Policy.from_dict(saved) == policy
-    except AutosoftError:
-        return False
-
-
 class RunDir:
     """config.json, policy.json, metrics.jsonl, checkpoint.pt, final.json in one folder."""
 
@@ -275,7 +266,7 @@ class RunDir:
         except (OSError, json.JSONDecodeError):
             return False
         return (isinstance(saved, dict) and with_defaults(saved.get("train")) == config.to_dict()
-                and _same_policy(saved.get("policy"), policy))
+                and same_training(saved.get("policy"), policy))
 
     def prepare(self, config: TrainConfig, policy: Policy, device: torch.device) -> dict | None:
         """Create the folder, or check it belongs to this run; returns the checkpoint to resume from."""

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from autosoft.errors import AutosoftError
-from autosoft.policy import Policy, load_policy
+from autosoft.policy import load_policy, same_training
 from autosoft.train import TrainConfig, train
 
 # Test splits known by their pixels' SHA-256 (Dataset.pixels_sha256, recorded in final.json).
@@ -60,10 +60,8 @@ def run_all(config: TrainConfig, policies: dict[str, str], seeds: list[int], res
 
 
 def check_same_policy(run_dir: Path, policy, name: str) -> None:
-    """A finished run stands for `name` only if it trained this very policy (names get reused).
-    Policies compare without their provenance, which a re-export rewrites (its timestamp)."""
-    recorded = Policy.from_dict(json.loads((run_dir / "config.json").read_text())["policy"])
-    if recorded != policy:
+    """A finished run stands for `name` only if it trained this very policy (names get reused)."""
+    if not same_training(json.loads((run_dir / "config.json").read_text())["policy"], policy):
         raise AutosoftError(f"{run_dir} holds a finished run of another policy than {name}={policy.name or '?'}; "
                             "give this policy another name, or move that run away")
 

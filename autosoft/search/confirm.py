@@ -225,17 +225,20 @@ def reuse_runs(folder: Path, candidates: Sequence[Candidate], config: dict, seed
     from autosoft.search.compat import trial_device
     from autosoft.train import RunDir, TrainConfig
 
+    if not sources:
+        return []
+    # As the worker will run it (see `_confirm_run`), which is what the source recorded.
+    device = trial_device(config.get("device", "auto"), [0] if gpus > 0 else [], torch.cuda.is_available())
+    policies = {c.name: Policy.from_dict(c.policy, source=c.name) for c in candidates}
     copied = []
     for s in seeds:
+        expected = TrainConfig.from_dict({**config, "seed": s, "device": device})
         for c in candidates:
             name = run_dir_name(c.name, s)
             target = folder / name
             if target.exists():
                 continue  # finished, or under way here: this search's own
-            # As the worker will run it (see `_confirm_run`), which is what the source recorded.
-            device = trial_device(config.get("device", "auto"), [0] if gpus > 0 else [], torch.cuda.is_available())
-            expected = TrainConfig.from_dict({**config, "seed": s, "device": device})
-            policy = Policy.from_dict(c.policy, source=c.name)
+            policy = policies[c.name]
             for source in sources:
                 run = RunDir(Path(source) / "confirm" / name)
                 if run.final.exists() and run.records(expected, policy):
