@@ -350,7 +350,8 @@ def last_wall_times(search: Path, started: float) -> dict:
         return {}
     row = rows[-1]
     when = dt.datetime.fromisoformat(row["started"]).timestamp()
-    return {k: v for k, v in row.items() if k != "started"} if when >= int(started) - 1 else {}
+    # "running": that start was killed before it ended (its times are then up to 30 s short)
+    return {k: v for k, v in row.items() if k not in ("started", "running")} if when >= int(started) - 1 else {}
 
 
 def search_stage(out: Path, args, starts: list) -> int:

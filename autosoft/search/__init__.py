@@ -32,7 +32,8 @@ Output folder:
     trials.csv          every trial: state, parameters, scores, epochs run, wall time
     confirm.csv, confirm.png, confirm/NAME-sSEED/   the confirmation scores and runs
     search_history.png  score per trial and best so far
-    wall_times.jsonl    wall seconds of each stage (trials, confirmation), one line per start
+    wall_times.jsonl    wall seconds of each stage (trials, confirmation), one line per start, kept
+                        current while it runs ("running": true on a start killed before it ended)
     pareto_front.png, pareto/   with two objectives: the front and its policies
     ray/run-N/          Ray Tune's logs of each start
 """

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
+import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +45,69 @@ class SearchResult:
         best = ", ".join(f"{k}={v:.4f}" for k, v in self.best_scores.items()) or "none yet"
         return (f"SearchResult({self.finished}/{self.budget} trials {states}, best trial {self.best_trial}: "
                 f"{best}, policy {self.policy_path}, {self.wall_time_s:.0f} s)")
+
+
+class StageTimes:
+    """The wall seconds of each stage (trials, confirmation) of one start of a search, kept as
+    that start's line of wall_times.jsonl.
+
+    The line is rewritten every `every` seconds while a stage runs, with "running": true, and
+    for the last time when the start ends (without it): a start killed without notice (SIGKILL,
+    the end of a session, a power cut) still leaves its time, short by at most `every` seconds,
+    and its line says it did not end. Lines of earlier starts are kept as they are.
+    """
+
+    def __init__(self, path: Path, every: float = 30.0):
+        self.path, self.every = path, every
+        self.started = time.time()
+        self.times: dict[str, float] = {}
+        self._current: tuple[str, float] | None = None
+        self._keep: list[str] | None = None   # the earlier starts' lines, read at the first write
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        """Time the block as stage `name` (its time counts also when the block raises)."""
+        with self._lock:
+            self._current = (name, time.time())
+        if self._ticker is None:
+            self._ticker = threading.Thread(target=self._tick, name="autosoft-wall-times", daemon=True)
+            self._ticker.start()
+        self._write(running=True)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.times[name] = self.times.get(name, 0.0) + time.time() - self._current[1]
+                self._current = None
+
+    def close(self) -> None:
+        """The start has ended: its line, final (nothing is written if no stage ran)."""
+        self._done.set()
+        if self._ticker is not None:
+            self._ticker.join()
+            self._write(running=False)
+
+    def _tick(self) -> None:
+        while not self._done.wait(self.every):
+            self._write(running=True)
+
+    def _write(self, *, running: bool) -> None:
+        with self._lock:
+            times = dict(self.times)
+            if self._current:
+                times[self._current[0]] = times.get(self._current[0], 0.0) + time.time() - self._current[1]
+            line = {"started": _dt.datetime.fromtimestamp(self.started).isoformat(timespec="seconds"),
+                    **{k: round(v, 1) for k, v in times.items()}}
+            if running:
+                line["running"] = True
+            if self._keep is None:
+                self._keep = self.path.read_text().splitlines(keepends=True) if self.path.exists() else []
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text("".join(self._keep) + json.dumps(line) + "\n")
+            os.replace(tmp, self.path)  # a kill mid-write leaves the last whole file
 
 
 def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", out_dir=None, resume: bool = False,
@@ -134,8 +200,8 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     requeued = record.requeue_interrupted(study)
     finished_before = sum(record.state_counts(study).values())
     remaining = budget - finished_before
-    start = time.time()
-    times: dict[str, float] = {}
+    clock = StageTimes(out / "wall_times.jsonl")
+    start = clock.started
     if live:
         print(f"[search] proxy: {proxy_cfg['model']} {proxy_cfg.get('model_kwargs') or ''}, {proxy_cfg['epochs']} epochs "
               f"on {proxy_cfg['train_size']} images, batch {proxy_cfg['batch_size']}, "
@@ -185,11 +251,10 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
                     failure_config=tune.FailureConfig(max_failures=0)),
             )
             try:
-                with compat.quiet_tune():
+                with clock.stage("trials"), compat.quiet_tune():
                     tuner.fit()
             finally:
                 record.requeue_interrupted(study)
-            times["trials"] = time.time() - start
 
         best = record.best_trial(record.complete_trials(study), modes[0])
         chance = proxy_rules.chance_note(best.values[0] if best else None,
@@ -207,28 +272,25 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
             first = next(r for r in outputs["rows"] if r["state"] == "failed")
             raise AutosoftError(f"all {finished} trials failed; the first (trial {first['number']}): {first['error']}")
         if confirming:
-            t0 = time.time()
-            if not started_ray:
-                started_ray = compat.init_ray(ray_address)
-            verdict, confirmed = _confirm(study, out, settings, plan, confirm_cfg, metrics, modes, cpus=cpus,
-                                          gpus=gpus, max_concurrent=max_concurrent, live=live, reuse_from=reuse_from)
-            name = verdict.winner.candidate.name
-            extra["confirmation"] = _confirmation_provenance(verdict, plan, confirm_cfg, metrics[0])
-            export = dict(settings=settings, metrics=metrics, finished=outputs["finished"], out=out, extra=extra)
-            outputs["policy_path"] = record.export_policy(record.trial_of(study, name), out / "policy.json",
-                                                          known=verdict.winner.candidate, **export)
-            if verdict.best_searched is not None:  # to try, or to compare, when a baseline won
-                record.export_policy(record.trial_of(study, verdict.best_searched.candidate.name),
-                                     out / "best_searched.json", **export)
-            times["confirmation"] = time.time() - t0
+            with clock.stage("confirmation"):
+                if not started_ray:
+                    started_ray = compat.init_ray(ray_address)
+                verdict, confirmed = _confirm(study, out, settings, plan, confirm_cfg, metrics, modes,
+                                              cpus=cpus, gpus=gpus, max_concurrent=max_concurrent, live=live,
+                                              reuse_from=reuse_from)
+                name = verdict.winner.candidate.name
+                extra["confirmation"] = _confirmation_provenance(verdict, plan, confirm_cfg, metrics[0])
+                export = dict(settings=settings, metrics=metrics, finished=outputs["finished"], out=out, extra=extra)
+                outputs["policy_path"] = record.export_policy(record.trial_of(study, name), out / "policy.json",
+                                                              known=verdict.winner.candidate, **export)
+                if verdict.best_searched is not None:  # to try, or to compare, when a baseline won
+                    record.export_policy(record.trial_of(study, verdict.best_searched.candidate.name),
+                                         out / "best_searched.json", **export)
     finally:
         if started_ray:
             import ray
             ray.shutdown()
-        if times:  # the wall time of each stage, one line per start of the search
-            with open(out / "wall_times.jsonl", "a") as f:
-                f.write(json.dumps({"started": _dt.datetime.fromtimestamp(start).isoformat(timespec="seconds"),
-                                    **{k: round(v, 1) for k, v in times.items()}}) + "\n")
+        clock.close()
 
     return SearchResult(out_dir=out, policy_path=outputs["policy_path"], best_trial=outputs["best_trial"],
                         best_scores=outputs["best_scores"], objectives=metrics, trials=outputs["rows"],
@@ -238,7 +300,8 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
                         confirmation=[c.summary() for c in confirmed or ()],
                         proxy_rank_correlation=verdict.proxy_rank_correlation if verdict else None,
                         proxy_ranked=verdict.proxy_ranked if verdict else 0,
-                        chance=chance["message"] if chance else None, stage_times_s=times)
+                        chance=chance["message"] if chance else None,
+                        stage_times_s={k: round(v, 1) for k, v in clock.times.items()})
 
 
 def _confirm(study, out: Path, settings: dict, plan: dict, config: dict, metrics, modes, *, cpus, gpus,

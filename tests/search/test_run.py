@@ -24,6 +24,7 @@ from autosoft.cli import main as cli_main  # noqa: E402
 from autosoft.errors import AutosoftError  # noqa: E402
 from autosoft.policy import Policy, load_policy  # noqa: E402
 from autosoft.search import init_ray, run_search  # noqa: E402
+from autosoft.search.run import StageTimes  # noqa: E402
 
 PROXY = {"preset": "cpu", "model": "proxy", "model_kwargs": {"width": 8}, "epochs": 2, "batch_size": 100,
          "train_size": 400, "val_size": 200, "lr": 0.1, "warmup_epochs": 0.5, "weak_aug_epochs": 0}
@@ -174,6 +175,52 @@ def test_kill_9_then_resume_loses_and_reruns_nothing(cluster, small_cifar10, tmp
         assert done[number] == completed_at
     # every cut-short trial ran again: both baselines appear exactly once among the counted trials
     assert sorted(r["policy"] for r in counted if r["policy"] != "searched") == ["baseline", "softaug"]
+    # the killed start left its line (marked as not ended); the resumed start added its own
+    killed, resumed = [json.loads(line) for line in (out / "wall_times.jsonl").read_text().splitlines()]
+    assert killed["running"] is True and "trials" in killed
+    assert "running" not in resumed and resumed["trials"] > 0
+
+
+def test_stage_times_survive_a_kill_and_keep_earlier_starts(tmp_path):
+    path = tmp_path / "wall_times.jsonl"
+    earlier = '{"started": "2026-01-01T00:00:00", "trials": 12.5}\n'
+    path.write_text(earlier)
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {os.getcwd()!r})
+        from pathlib import Path
+        from autosoft.search.run import StageTimes
+        clock = StageTimes(Path({str(path)!r}), every=0.05)
+        with clock.stage("trials"):
+            print("in", flush=True)
+            time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    assert proc.stdout.readline() == b"in\n"
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept, killed = path.read_text().splitlines(keepends=True)
+    assert kept == earlier  # an earlier start's line, as it was
+    killed = json.loads(killed)
+    assert killed["running"] is True and 1.2 <= killed["trials"] <= 2.5  # at most `every` (and a start) short
+
+    # A start that ends: each stage's time (also one that raised), no "running", nothing else touched.
+    clock = StageTimes(path, every=0.05)
+    with clock.stage("trials"):
+        time.sleep(0.3)
+    with pytest.raises(KeyboardInterrupt), clock.stage("confirmation"):
+        time.sleep(0.2)
+        raise KeyboardInterrupt
+    clock.close()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[1]) == killed
+    last = json.loads(lines[2])
+    assert set(last) == {"started", "trials", "confirmation"} and all(last[k] == round(v, 1) for k, v in clock.times.items())
+    assert 0.3 <= last["trials"] < 0.6 and 0.2 <= last["confirmation"] < 0.5
+    # A start in which no stage ran (a finished search resumed) writes nothing.
+    StageTimes(path).close()
+    assert len(path.read_text().splitlines()) == 3
 
 
 def test_failed_trials_are_recorded_and_reported(cluster, small_cifar10, tmp_path):
