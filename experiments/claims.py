@@ -22,9 +22,9 @@ import statistics
 import sys
 from pathlib import Path
 
-from table import write_between_markers  # experiments/ is on sys.path when this script runs
-
-from autosoft.errors import AutosoftError
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from autosoft.errors import AutosoftError  # noqa: E402
+from experiments.table import write_between_markers  # noqa: E402
 
 OCCLUSION = "occlusion_acc@0.5"
 
