@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from autosoft.errors import AutosoftError
+from autosoft.files import atomic_write_text
 from autosoft.search import compat, proxy as proxy_rules, record, settings as _settings
 from autosoft.search import confirm as confirm_stage
 from autosoft.search.spaces import load_space, make_sampler, sample_policies, space_id
@@ -94,20 +94,21 @@ class StageTimes:
         while not self._done.wait(self.every):
             self._write(running=True)
 
-    def _write(self, *, running: bool) -> None:
+    def seconds(self) -> dict[str, float]:
+        """Each stage's wall seconds so far (the running one's up to now), to 0.1 s."""
         with self._lock:
             times = dict(self.times)
             if self._current:
                 times[self._current[0]] = times.get(self._current[0], 0.0) + time.time() - self._current[1]
-            line = {"started": _dt.datetime.fromtimestamp(self.started).isoformat(timespec="seconds"),
-                    **{k: round(v, 1) for k, v in times.items()}}
-            if running:
-                line["running"] = True
+        return {k: round(v, 1) for k, v in times.items()}
+
+    def _write(self, *, running: bool) -> None:
+        line = {"started": _dt.datetime.fromtimestamp(self.started).isoformat(timespec="seconds"),
+                **self.seconds(), **({"running": True} if running else {})}
+        with self._lock:  # the ticker and the main thread: one writer at a time
             if self._keep is None:
                 self._keep = self.path.read_text().splitlines(keepends=True) if self.path.exists() else []
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text("".join(self._keep) + json.dumps(line) + "\n")
-            os.replace(tmp, self.path)  # a kill mid-write leaves the last whole file
+            atomic_write_text(self.path, "".join(self._keep) + json.dumps(line) + "\n")  # a kill leaves a whole file
 
 
 def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", out_dir=None, resume: bool = False,
@@ -301,7 +302,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
                         proxy_rank_correlation=verdict.proxy_rank_correlation if verdict else None,
                         proxy_ranked=verdict.proxy_ranked if verdict else 0,
                         chance=chance["message"] if chance else None,
-                        stage_times_s={k: round(v, 1) for k, v in clock.times.items()})
+                        stage_times_s=clock.seconds())
 
 
 def _confirm(study, out: Path, settings: dict, plan: dict, config: dict, metrics, modes, *, cpus, gpus,

@@ -216,7 +216,8 @@ def test_stage_times_survive_a_kill_and_keep_earlier_starts(tmp_path):
     lines = path.read_text().splitlines()
     assert len(lines) == 3 and json.loads(lines[1]) == killed
     last = json.loads(lines[2])
-    assert set(last) == {"started", "trials", "confirmation"} and all(last[k] == round(v, 1) for k, v in clock.times.items())
+    assert set(last) == {"started", "trials", "confirmation"}
+    assert all(last[k] == round(v, 1) for k, v in clock.times.items())
     assert 0.3 <= last["trials"] < 0.6 and 0.2 <= last["confirmation"] < 0.5
     # A start in which no stage ran (a finished search resumed) writes nothing.
     StageTimes(path).close()
