@@ -4,9 +4,10 @@ Each batch gives different images different magnitudes and signs, so a match
 proves per-image parameters. Pixel-wise ops and integer shifts must match
 exactly. Shear/Rotate go through a float sampling grid: ops.py rebuilds
 torchvision's grid arithmetic for the batch, but a source coordinate that sits
-on an exact rounding tie may still pick the neighbouring pixel; we allow at most
-GEOM_TOL of an image's pixels to differ (observed: 0 here; 1 image of 9,000
-random draws, 3 pixels of 960, in a wider offline check).
+on an exact rounding tie (shear 0.2 puts whole columns on one) may go either
+way, and which way depends on the CPU's float arithmetic (FMA, vector width).
+So a pixel may differ from torchvision only where torchvision itself changes
+its answer when the op's value is stretched by 1 +- TIE_STRETCH: a tie.
 """
 
 import doctest
@@ -23,7 +24,7 @@ import autosoft.ops as ops
 from autosoft.errors import AutosoftError
 from autosoft.ops import OP_NAMES, OPS, apply_op, describe_ops, run_op, run_warps
 
-GEOM_TOL = 0.01  # fraction of pixels of one image allowed to differ for Shear/Rotate
+TIE_STRETCH = 1e-4  # moves a sampling coordinate by < 0.01 px: flips rounding ties, nothing else
 FILL = 128
 NEAREST = InterpolationMode.NEAREST
 MAGS = torch.tensor([0.0, 0.1, 0.3, 0.5, 2 / 3, 1.0], dtype=torch.float64)  # 2/3 wide = 90 deg rotate
@@ -39,10 +40,10 @@ def batch(shape, n=6, seed=0, high=256):
     return torch.randint(0, high, (n, *shape), generator=g, dtype=torch.uint8)
 
 
-def reference(name, img, m, sign, wide, fill=FILL):
-    """What torchvision does to one image with the op's physical value."""
+def reference(name, img, m, sign, wide, fill=FILL, stretch=1.0):
+    """What torchvision does to one image with the op's physical value (times stretch, for Shear/Rotate)."""
     v = OPS[name].value(m, wide)
-    sv = sign * v
+    sv = sign * v * (stretch if OPS[name].warp else 1.0)
     _, h, w = img.shape
     if name == "Identity":
         return img
@@ -79,6 +80,15 @@ def reference(name, img, m, sign, wide, fill=FILL):
     raise AssertionError(name)
 
 
+def untied_mismatch(out, name, img, m, sign, wide):
+    """Fraction of pixels where out differs from torchvision other than at a rounding tie of a warp."""
+    stretches = (1.0, 1 + TIE_STRETCH, 1 - TIE_STRETCH) if OPS[name].warp else (1.0,)
+    bad = torch.ones(img.shape[1:], dtype=torch.bool)
+    for stretch in stretches:
+        bad &= (out != reference(name, img, m, sign, wide, stretch=stretch)).any(0)
+    return bad.float().mean().item()
+
+
 def shifted(img, dx, dy, fill=FILL):
     """torchvision pad-and-crop: content moved right by dx, down by dy, rest filled."""
     _, h, w = img.shape
@@ -93,18 +103,13 @@ def shifted(img, dx, dy, fill=FILL):
 @pytest.mark.parametrize("name", DETERMINISTIC_OPS)
 def test_matches_torchvision_per_image(name, shape, wide):
     x = batch(shape)
-    geometric = OPS[name].warp
     for signs in (SIGNS, -SIGNS):
         out, lost = run_op(name, x, MAGS, signs, wide=wide, fill=FILL)
         assert out.dtype == torch.uint8 and out.shape == x.shape
         assert lost.dtype == torch.float32 and lost.shape == (len(x),)
         for i in range(len(x)):
-            ref = reference(name, x[i], float(MAGS[i]), int(signs[i]), wide)
-            diff = (out[i] != ref).any(0).float().mean().item()
-            if geometric:
-                assert diff <= GEOM_TOL, (name, i, diff)
-            else:
-                assert diff == 0, (name, i, float(MAGS[i]), int(signs[i]), diff)
+            diff = untied_mismatch(out[i], name, x[i], float(MAGS[i]), int(signs[i]), wide)
+            assert diff == 0, (name, i, float(MAGS[i]), int(signs[i]), diff)
         if not OPS[name].lossy:
             assert torch.all(lost == 0)
 
@@ -453,7 +458,10 @@ def test_cuda_matches_cpu(name):
     gpu, lost_gpu = run_op(name, x.cuda(), MAGS.cuda(), SIGNS.cuda(), wide=True,
                            generator=torch.Generator().manual_seed(2))
     assert gpu.is_cuda and lost_gpu.is_cuda
-    diff = (gpu.cpu() != cpu).any(1).float().mean((1, 2))
-    tol = GEOM_TOL if OPS[name].warp else 0.0
-    assert torch.all(diff <= tol), (name, diff)
-    torch.testing.assert_close(lost_gpu.cpu(), lost_cpu, rtol=0, atol=tol)
+    if OPS[name].random:
+        assert torch.equal(gpu.cpu(), cpu), name
+    else:  # the GPU may settle a rounding tie the other way than the CPU
+        for i in range(len(x)):
+            assert untied_mismatch(gpu[i].cpu(), name, x[i], float(MAGS[i]), int(SIGNS[i]), True) == 0, (name, i)
+    # a tie flipped at the image border moves a pixel between kept and filled
+    torch.testing.assert_close(lost_gpu.cpu(), lost_cpu, rtol=0, atol=0.05 if OPS[name].warp else 0.0)
