@@ -25,6 +25,7 @@ from autosoft.errors import AutosoftError
 from autosoft.ops import OP_NAMES, OPS, apply_op, describe_ops, run_op, run_warps
 
 TIE_STRETCH = 1e-4  # moves a sampling coordinate by < 0.01 px: flips rounding ties, nothing else
+LOST_TIE_TOL = 0.01  # CUDA vs CPU: lost fraction may differ by the border pixels a flipped tie moves
 FILL = 128
 NEAREST = InterpolationMode.NEAREST
 MAGS = torch.tensor([0.0, 0.1, 0.3, 0.5, 2 / 3, 1.0], dtype=torch.float64)  # 2/3 wide = 90 deg rotate
@@ -41,9 +42,9 @@ def batch(shape, n=6, seed=0, high=256):
 
 
 def reference(name, img, m, sign, wide, fill=FILL, stretch=1.0):
-    """What torchvision does to one image with the op's physical value (times stretch, for Shear/Rotate)."""
+    """What torchvision does to one image with the op's physical value (times stretch: see untied_mismatch)."""
     v = OPS[name].value(m, wide)
-    sv = sign * v * (stretch if OPS[name].warp else 1.0)
+    sv = sign * v * stretch
     _, h, w = img.shape
     if name == "Identity":
         return img
@@ -464,4 +465,4 @@ def test_cuda_matches_cpu(name):
         for i in range(len(x)):
             assert untied_mismatch(gpu[i].cpu(), name, x[i], float(MAGS[i]), int(SIGNS[i]), True) == 0, (name, i)
     # a tie flipped at the image border moves a pixel between kept and filled
-    torch.testing.assert_close(lost_gpu.cpu(), lost_cpu, rtol=0, atol=0.05 if OPS[name].warp else 0.0)
+    torch.testing.assert_close(lost_gpu.cpu(), lost_cpu, rtol=0, atol=LOST_TIE_TOL if OPS[name].warp else 0.0)

@@ -30,8 +30,8 @@ def test_train_reports_every_epoch_and_learns(small_cifar10, tmp_path):
     reports = []
     # 6 epochs at lr 0.1: top-1 0.25-0.29 over seeds 0-4 here; 4 epochs at lr 0.2 gave 0.16-0.21
     # here and 0.11 on a CI machine whose float arithmetic differs, too close to chance to test
-    final = train(_config(small_cifar10, epochs=6, lr=0.1), "softaug", run_dir=tmp_path / "run",
-                  report=lambda e, m: reports.append((e, m)))
+    config = _config(small_cifar10, epochs=6, lr=0.1)
+    final = train(config, "softaug", run_dir=tmp_path / "run", report=lambda e, m: reports.append((e, m)))
     assert [e for e, _ in reports] == [0, 1, 2, 3, 4, 5]
     assert {"train_loss", "train_acc", "val_acc", "val_nll", "val_ece", "epoch_time_s"} <= set(reports[0][1])
     assert reports[-1][1]["train_loss"] < reports[0][1]["train_loss"]
@@ -44,7 +44,7 @@ def test_train_reports_every_epoch_and_learns(small_cifar10, tmp_path):
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 6
     # a finished run is never overwritten
     with pytest.raises(AutosoftError, match="already holds a finished run"):
-        train(_config(small_cifar10, epochs=6, lr=0.1), "softaug", run_dir=run)
+        train(config, "softaug", run_dir=run)
 
 
 def test_val_every_validates_less_and_trains_the_same(small_cifar10):
