@@ -1,6 +1,6 @@
 """Ray Tune and Optuna, adapted: every reach into their private parts and every workaround.
 
-Written for ray 2.60.0 and optuna 5.0.0 (pyproject pins ray[tune]~=2.60.0). Ray's
+Written for ray 2.60.0 and optuna 5.0.0, checked on 5.1.0 (pyproject pins ray[tune]~=2.60.0). Ray's
 API has changed under users several times; each workaround says what it relies on,
 so an upgrade knows where to look. Ray is imported inside the functions: importing
 this module (as `autosoft.search.record` does) neither imports nor starts Ray.
@@ -10,11 +10,13 @@ device a worker trains on (`worker_config`), the trainable that runs in
 a worker (`run_trial`), the OptunaSearch subclass that keeps the record in the study
 (`make_searcher`), ASHA that spares the baselines and remembers whom it stopped
 (`make_scheduler`), the one-line live view, quiet console output (`quiet_tune`), and on
-the Optuna side: attributes of another process's trial, TPE's "experimental" warnings.
+the Optuna side: attributes of another process's trial, TPE's "experimental" warnings, an
+NSGA-II sampler that Tune can pickle (`picklable_nsga2_sampler`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -51,6 +53,35 @@ def quiet_experimental_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         yield
+
+
+def picklable_nsga2_sampler(**kwargs):
+    """optuna's NSGAIISampler(**kwargs), made so that Ray Tune can pickle it.
+
+    optuna 5.1.0's genetic samplers hold a `threading.Lock` (`_thread_lock`, set in
+    `optuna/samplers/_ga/_base.py`; 5.0.0 had none); `tune.Tuner` pickles its searcher, sampler
+    included, and failed with "cannot pickle '_thread.lock' object". The pickle leaves the lock
+    out and the copy makes a new one: a lock only guards the threads of its own process.
+    """
+    return _nsga2_class()(**kwargs)
+
+
+@functools.cache
+def _nsga2_class():
+    import optuna
+
+    class PicklableNSGAIISampler(optuna.samplers.NSGAIISampler):
+        def __reduce__(self):
+            return _restore_nsga2, ({k: v for k, v in vars(self).items() if k != "_thread_lock"},)
+
+    return PicklableNSGAIISampler
+
+
+def _restore_nsga2(state: dict):
+    import threading
+    sampler = _nsga2_class().__new__(_nsga2_class())
+    vars(sampler).update(state, _thread_lock=threading.Lock())
+    return sampler
 
 
 def ray_version() -> str:

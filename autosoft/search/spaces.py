@@ -157,9 +157,9 @@ def make_sampler(n_objectives: int, budget: int, seed: int, kind: str = "tpe"):
         raise AutosoftError(f"unknown sampler {kind!r}; allowed: {', '.join(SAMPLERS)}")
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    from autosoft.search.compat import picklable_nsga2_sampler, quiet_experimental_warnings
     if n_objectives > 1:
-        return optuna.samplers.NSGAIISampler(population_size=max(4, min(50, budget // 4)), seed=seed)
-    from autosoft.search.compat import quiet_experimental_warnings
+        return picklable_nsga2_sampler(population_size=max(4, min(50, budget // 4)), seed=seed)
     with quiet_experimental_warnings():  # multivariate and group are "experimental" in Optuna; TPE is the point
         # group=True: conditional parameters (p_min, the SoftCrop strength) and the fixed baseline
         # trials (no parameters) would otherwise push multivariate TPE back to independent sampling.

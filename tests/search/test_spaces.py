@@ -1,5 +1,7 @@
 """Search spaces: every sampled point is a valid policy; user space files load, edit and join."""
 
+import pickle
+
 import optuna
 import pytest
 
@@ -57,6 +59,27 @@ def test_tpe_points_are_valid_too():
         trial = study.ask()
         Policy.from_dict(space(trial))
         study.tell(trial, float(i % 3))
+
+
+@pytest.mark.parametrize("n_objectives, kind", [(1, "tpe"), (2, "tpe"), (1, "random")])
+def test_samplers_survive_pickling(n_objectives, kind):
+    """Ray Tune pickles its searcher, sampler included (optuna 5.1.0's NSGA-II holds a lock);
+    the copy goes on drawing exactly the points the original draws."""
+    space = load_space("randaugment+soft")
+    directions = ["maximize"] * n_objectives
+    studies, samplers = [], []
+    sampler = make_sampler(n_objectives, 20, seed=0, kind=kind)
+    for s in (sampler, pickle.loads(pickle.dumps(sampler))):
+        studies.append(optuna.create_study(sampler=s, directions=directions))
+        samplers.append(s)
+    for i in range(12):  # past NSGA-II's first generation (population 5) and into its children
+        trials = [study.ask() for study in studies]
+        points = [space(trial) for trial in trials]
+        assert points[0] == points[1]
+        for study, trial in zip(studies, trials):
+            study.tell(trial, [float(i % 3)] * n_objectives)
+    copy = pickle.loads(pickle.dumps(samplers[1]))  # a copy of a copy that has run
+    assert type(copy) is type(sampler)
 
 
 def test_user_space_file_edited_and_joined(tmp_path):
