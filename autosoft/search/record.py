@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import io
+import json
 import math
 import sys
 import warnings
@@ -202,7 +203,16 @@ def export_policy(trial, path: Path, *, settings: dict, metrics: list[str], fini
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **(extra or {}),
     }
-    return Policy.from_dict(data, source=f"trial {number}" if trial is not None else fixed).save(path)
+    policy = Policy.from_dict(data, source=f"trial {number}" if trial is not None else fixed)
+    # A rerun over a finished search exports the same policy again: the file is left as it is
+    # (its "created" time too), not rewritten with only the time changed.
+    try:
+        old = json.loads(path.read_text())
+        unchanged = old == {**policy.to_dict(),
+                            "provenance": {**data["provenance"], "created": old["provenance"]["created"]}}
+    except (OSError, ValueError, TypeError, KeyError):
+        unchanged = False
+    return path if unchanged else policy.save(path)
 
 
 def write_outputs(study, out: Path, settings: dict, metrics: list[str], modes: list[str], *,

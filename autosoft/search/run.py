@@ -273,20 +273,20 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
             first = next(r for r in outputs["rows"] if r["state"] == "failed")
             raise AutosoftError(f"all {finished} trials failed; the first (trial {first['number']}): {first['error']}")
         if confirming:
-            with clock.stage("confirmation"):
-                if not started_ray:
-                    started_ray = compat.init_ray(ray_address)
-                verdict, confirmed = _confirm(study, out, settings, plan, confirm_cfg, metrics, modes,
-                                              cpus=cpus, gpus=gpus, max_concurrent=max_concurrent, live=live,
-                                              reuse_from=reuse_from)
-                name = verdict.winner.candidate.name
-                extra["confirmation"] = _confirmation_provenance(verdict, plan, confirm_cfg, metrics[0])
-                export = dict(settings=settings, metrics=metrics, finished=outputs["finished"], out=out, extra=extra)
-                outputs["policy_path"] = record.export_policy(record.trial_of(study, name), out / "policy.json",
-                                                              known=verdict.winner.candidate, **export)
-                if verdict.best_searched is not None:  # to try, or to compare, when a baseline won
-                    record.export_policy(record.trial_of(study, verdict.best_searched.candidate.name),
-                                         out / "best_searched.json", **export)
+            def start_ray():
+                nonlocal started_ray
+                started_ray = started_ray or compat.init_ray(ray_address)
+            verdict, confirmed = _confirm(study, out, settings, plan, confirm_cfg, metrics, modes,
+                                          cpus=cpus, gpus=gpus, max_concurrent=max_concurrent, live=live,
+                                          reuse_from=reuse_from, clock=clock, start_ray=start_ray)
+            name = verdict.winner.candidate.name
+            extra["confirmation"] = _confirmation_provenance(verdict, plan, confirm_cfg, metrics[0])
+            export = dict(settings=settings, metrics=metrics, finished=outputs["finished"], out=out, extra=extra)
+            outputs["policy_path"] = record.export_policy(record.trial_of(study, name), out / "policy.json",
+                                                          known=verdict.winner.candidate, **export)
+            if verdict.best_searched is not None:  # to try, or to compare, when a baseline won
+                record.export_policy(record.trial_of(study, verdict.best_searched.candidate.name),
+                                     out / "best_searched.json", **export)
     finally:
         if started_ray:
             import ray
@@ -306,8 +306,11 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
 
 
 def _confirm(study, out: Path, settings: dict, plan: dict, config: dict, metrics, modes, *, cpus, gpus,
-             max_concurrent, live: bool, reuse_from=()):
-    """The confirmation stage on Ray: candidates, runs (finished ones skipped), verdict, outputs."""
+             max_concurrent, live: bool, clock: StageTimes, start_ray, reuse_from=()):
+    """The confirmation stage on Ray: candidates, runs (finished ones skipped), verdict, outputs.
+
+    Ray is started (`start_ray`) and the stage timed only when a run is left to train: a rerun
+    over a finished search reads the runs back, prints its verdict and records no start."""
     maximize = modes[0] == "max"
     # Every baseline is confirmed, also one that did not run as a trial (its proxy score is then unknown).
     candidates = confirm_stage.pick_candidates(record.candidate_trials(study), k=plan["top_k"], maximize=maximize,
@@ -330,9 +333,14 @@ def _confirm(study, out: Path, settings: dict, plan: dict, config: dict, metrics
             result = f"{metrics[0]} {final[metrics[0]]:.4f}" if final else f"failed: {error}"
             print(f"[confirm] {done[0]}/{total} {key[0]} seed {key[1]}: {result}", flush=True)
 
-    concurrent = max_concurrent or compat.max_concurrent(cpus, gpus)
-    finals, errors = confirm_stage.run_confirmation(candidates, config, seeds, folder, cpus=cpus, gpus=gpus,
-                                              max_concurrent=concurrent, on_done=on_done)
+    if done[0] < total:
+        with clock.stage("confirmation"):
+            start_ray()
+            finals, errors = confirm_stage.run_confirmation(
+                candidates, config, seeds, folder, cpus=cpus, gpus=gpus,
+                max_concurrent=max_concurrent or compat.max_concurrent(cpus, gpus), on_done=on_done)
+    else:
+        finals, errors = confirm_stage.finished_runs(folder, candidates, seeds), {}
     confirmed = confirm_stage.summarize(candidates, finals, metrics[0])
     if not any(c.scores for c in confirmed):
         first = next(iter(errors.items()), None)

@@ -126,6 +126,24 @@ def test_a_baseline_without_a_trial_is_exported_from_its_candidate(tmp_path, no_
     assert policy["name"] == "randaugment" and "provenance" not in policy  # the candidate's dict is not changed
 
 
+def test_an_export_that_would_change_only_its_time_leaves_the_file(tmp_path, no_ray):
+    """A rerun over a finished search exports the same policy again: the file stays byte for byte
+    (its "created" time too); anything else that changed is written."""
+    from autosoft.search.confirm import Candidate
+    known = Candidate("randaugment", load_policy("randaugment").to_dict(), "baseline", None)
+    export = dict(settings=SETTINGS, metrics=["val_acc"], out=tmp_path, known=known)
+    path = record.export_policy(None, tmp_path / "policy.json", finished=6, **export)
+    text = path.read_text()
+    created = json.loads(text)["provenance"]["created"]
+    path.write_text(text.replace(created, "2020-01-01T00:00:00+00:00"))  # as if exported long ago
+    before = path.read_text()
+    record.export_policy(None, path, finished=6, **export)
+    assert path.read_text() == before
+    record.export_policy(None, path, finished=7, **export)
+    again = json.loads(path.read_text())["provenance"]
+    assert again["trials_finished"] == 7 and again["created"] != "2020-01-01T00:00:00+00:00"
+
+
 def test_two_objectives_export_the_front(tmp_path, no_ray):
     storage = record.open_storage(f"sqlite:///{tmp_path / 'study.db'}")
     study = record.open_study(storage, "two", ["max", "min"], [])

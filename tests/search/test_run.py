@@ -323,10 +323,11 @@ def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10
     stamps = {p.name: (p / "final.json").stat().st_mtime_ns for p in (out / "confirm").iterdir()}
     (tmp_path / "target.json").write_text(json.dumps(TARGET))
     (tmp_path / "proxy.json").write_text(json.dumps(kw["proxy"]))
-    code = cli_main(["search", "--dataset", "cifar10", "--budget", "4", "--space", "randaugment", "--out", str(out),
-                     "--resume", "--target-config", str(tmp_path / "target.json"), "--config", str(tmp_path / "proxy.json"),
-                     "--confirm", "1", "--confirm-seeds", "2", "--cpus-per-trial", "1", "--max-concurrent", "2",
-                     "--data-dir", str(small_cifar10)])
+    argv = ["search", "--dataset", "cifar10", "--budget", "4", "--space", "randaugment", "--out", str(out),
+            "--resume", "--target-config", str(tmp_path / "target.json"), "--config", str(tmp_path / "proxy.json"),
+            "--confirm", "1", "--confirm-seeds", "2", "--cpus-per-trial", "1", "--max-concurrent", "2",
+            "--data-dir", str(small_cifar10)]
+    code = cli_main(argv)
     printed = capsys.readouterr().out
     assert code == 0, printed
     for name, stamp in stamps.items():
@@ -342,6 +343,13 @@ def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10
     assert f"verdict: {again['verdict']}" in printed and re.search(r"wall time: trials \d+ s, confirmation", printed)
     # the rank correlation is over the policies with a proxy score: randaugment has none
     assert "proxy vs confirmation rank correlation (Spearman, 4 policies)" in printed
+
+    # The same command over the finished search: it trains nothing, prints the same verdict and
+    # changes no file (no export rewritten with a new time, no start added to wall_times.jsonl).
+    files = {p: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != "study.db"}
+    assert cli_main(argv) == 0
+    assert f"verdict: {again['verdict']}" in capsys.readouterr().out
+    assert {p: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != "study.db"} == files
 
     # A control aimed at the same target (seed 1: other draws, confirmed at seed 1) reuses the
     # baselines' confirmation runs (copied, not trained again) and trains its searched policy's.
