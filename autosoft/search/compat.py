@@ -79,7 +79,8 @@ def _nsga2_class():
 
 def _restore_nsga2(state: dict):
     import threading
-    sampler = _nsga2_class().__new__(_nsga2_class())
+    cls = _nsga2_class()
+    sampler = cls.__new__(cls)
     vars(sampler).update(state, _thread_lock=threading.Lock())
     return sampler
 

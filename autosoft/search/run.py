@@ -322,7 +322,8 @@ def _confirm(study, out: Path, settings: dict, plan: dict, config: dict, metrics
     if reused and live:
         print(f"[confirm] {len(reused)} finished runs of the same policy, seed and config copied from "
               f"{', '.join(map(str, reuse_from))}: {' '.join(reused)}", flush=True)
-    done = [len(confirm_stage.finished_runs(folder, candidates, seeds))]
+    finished = confirm_stage.finished_runs(folder, candidates, seeds)
+    done = [len(finished)]
     if live:
         print(f"[confirm] {len(candidates)} policies x {len(seeds)} seeds at {config['epochs']} epochs "
               f"({done[0]} of {total} runs done before)", flush=True)
@@ -333,14 +334,14 @@ def _confirm(study, out: Path, settings: dict, plan: dict, config: dict, metrics
             result = f"{metrics[0]} {final[metrics[0]]:.4f}" if final else f"failed: {error}"
             print(f"[confirm] {done[0]}/{total} {key[0]} seed {key[1]}: {result}", flush=True)
 
-    if done[0] < total:
+    if len(finished) < total:
         with clock.stage("confirmation"):
             start_ray()
             finals, errors = confirm_stage.run_confirmation(
                 candidates, config, seeds, folder, cpus=cpus, gpus=gpus,
                 max_concurrent=max_concurrent or compat.max_concurrent(cpus, gpus), on_done=on_done)
     else:
-        finals, errors = confirm_stage.finished_runs(folder, candidates, seeds), {}
+        finals, errors = finished, {}
     confirmed = confirm_stage.summarize(candidates, finals, metrics[0])
     if not any(c.scores for c in confirmed):
         first = next(iter(errors.items()), None)

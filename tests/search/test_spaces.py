@@ -67,11 +67,9 @@ def test_samplers_survive_pickling(n_objectives, kind):
     the copy goes on drawing exactly the points the original draws."""
     space = load_space("randaugment+soft")
     directions = ["maximize"] * n_objectives
-    studies, samplers = [], []
     sampler = make_sampler(n_objectives, 20, seed=0, kind=kind)
-    for s in (sampler, pickle.loads(pickle.dumps(sampler))):
-        studies.append(optuna.create_study(sampler=s, directions=directions))
-        samplers.append(s)
+    samplers = sampler, pickle.loads(pickle.dumps(sampler))
+    studies = [optuna.create_study(sampler=s, directions=directions) for s in samplers]
     for i in range(12):  # past NSGA-II's first generation (population 5) and into its children
         trials = [study.ask() for study in studies]
         points = [space(trial) for trial in trials]
