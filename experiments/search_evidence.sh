@@ -17,9 +17,10 @@
 # (SEARCH_DIR/retrain-joint-s0/), the headline's last step as a user runs it.
 #
 # Every step resumes: rerun after an interruption and it continues (searches with --resume keep
-# finished trials and confirmation runs; finished table runs are skipped). Each search's wall
-# time per start is appended to its OUT/wall_time.txt. Called by search_cifar10.sh and
-# search_cifar100.sh, which fix the arguments:
+# finished trials and confirmation runs; a search whose confirmation is done and finished table
+# runs are skipped, so a rerun over finished work changes no file). Each search's wall time per
+# stage and start is in its OUT/wall_times.jsonl (the search writes it). Called by
+# search_cifar10.sh and search_cifar100.sh, which fix the arguments:
 #
 #   bash experiments/search_evidence.sh DATASET TARGET TABLE_DIR SEARCH_DIR SEEDS MARKER [ROW...]
 #
@@ -39,12 +40,16 @@ BUDGET=${BUDGET:-202}
 mkdir -p "$RESULTS"
 
 search () {  # search OUT SPACE SAMPLER [FLAG...]
-  local out=$1 space=$2 sampler=$3 resume=() start=$SECONDS
+  local out=$1 space=$2 sampler=$3 resume=()
   shift 3
+  # confirm.csv is written only once every trial has finished, policy.json after it: both = done.
+  if [ -e "$out/confirm.csv" ] && [ -e "$out/policy.json" ]; then
+    echo "$out: finished (confirm.csv, policy.json), skipped"
+    return
+  fi
   [ -e "$out/search.json" ] && resume=(--resume)
   "$PY" -m autosoft.cli search --dataset "$DATASET" --budget "$BUDGET" --space "$space" --sampler "$sampler" \
     --target-config "$TARGET" --seed 0 --out "$out" "${resume[@]}" "$@" | tee -a "$out.log"
-  echo "$space/$sampler: $((SECONDS - start)) s wall (this start)" | tee -a "$out/wall_time.txt"
 }
 
 retrain () {  # the headline's last step, as a user runs it: the exported policy retrained on the target
