@@ -14,6 +14,11 @@ Robustness protocols (fixed, so numbers compare across models and runs):
   vacated border filled with 128; the score is the mean accuracy over the four
   diagonal directions. By default p is 1/8 and 1/4 of the image width (4 and 8
   px on CIFAR's 32 px), so a shift means the same at any image size.
+- on the validation split (every trial and confirmation run, see
+  `validation_metrics`): occlusion at VAL_OCCLUSION with patches drawn from a
+  fixed seed (so runs on one split see the same patches), and a shift of 1/8
+  of the width in which image i moves along diagonal i % 4: one pass instead
+  of four, the same expectation as the test protocol's mean.
 
 `predict` arguments are callables mapping a uint8 batch (B, C, H, W) to
 logits (B, K); the trainer supplies one that normalises and runs the model.
@@ -43,6 +48,8 @@ __all__ = [
     "occlusion_accuracy",
     "shift_accuracy",
     "evaluate",
+    "validation_metrics",
+    "robust_accuracy",
 ]
 
 # fit_temperature keeps T inside this range: beyond it the data are
@@ -349,3 +356,53 @@ def evaluate(predict: Predict, images: torch.Tensor, labels: torch.Tensor, *,
         report[f"shift_acc@{p}px"] = shift_accuracy(predict, images, labels, p, batch_size=batch_size)
     report["reliability"] = reliability_bins(probs, labels_d, n_bins)
     return report
+
+
+# The robustness measured on the validation split in every trial and confirmation run: the
+# occlusion the product's bar is read at (occlusion_acc@0.25 on test) and a 1/8-width shift.
+VAL_OCCLUSION = 0.25
+VAL_SHIFT_SHARE = 1 / 8
+# The robust objective (`--objective robust`): clean accuracy and the two corrupted accuracies,
+# weighted. Clean accuracy keeps half the weight so robustness cannot be bought with it.
+ROBUST_WEIGHTS = {"val_acc": 0.5, "val_occlusion_acc": 0.25, "val_shift_acc": 0.25}
+
+
+def robust_accuracy(metrics: dict) -> float:
+    """The ROBUST_WEIGHTS combination of a run's validation accuracies."""
+    return sum(w * metrics[k] for k, w in ROBUST_WEIGHTS.items())
+
+
+def diagonal_shift_accuracy(predict: Predict, images: torch.Tensor, labels: torch.Tensor, pixels: int, *,
+                            batch_size: int = 1000, fill: int = 128) -> float:
+    """Top-1 accuracy with image i shifted by `pixels` along diagonal i % 4 (one pass over the images)."""
+    _check_eval_inputs(images, labels)
+    directions = [(pixels, pixels), (pixels, -pixels), (-pixels, pixels), (-pixels, -pixels)]
+
+    def corrupt(x: torch.Tensor, s: slice) -> torch.Tensor:
+        which = torch.arange(s.start, s.start + x.shape[0]) % 4
+        out = x.clone()
+        for d, (dx, dy) in enumerate(directions):
+            rows = (which == d).nonzero().squeeze(1).to(x.device)
+            if len(rows):
+                out[rows] = shift(x[rows], dx, dy, fill=fill)
+        return out
+    return _corrupted_accuracy(predict, images, labels, corrupt, batch_size)
+
+
+def validation_metrics(predict: Predict, images: torch.Tensor, labels: torch.Tensor, *,
+                       batch_size: int = 1000) -> dict:
+    """What every validation pass reports: clean accuracy, NLL and ECE, occlusion and shift
+    accuracy (see the module doc) and their `robust_accuracy`."""
+    logits = predict_logits(predict, images, batch_size=batch_size)
+    labels_d = labels.to(logits.device)
+    # (clean metrics computed as the trainer always has, so earlier runs' numbers stay comparable to the bit)
+    out = {"val_acc": (logits.argmax(1) == labels_d).float().mean().item(),
+           "val_nll": F.cross_entropy(logits, labels_d).item(),
+           "val_ece": expected_calibration_error(logits.softmax(1), labels_d),
+           "val_occlusion_acc": occlusion_accuracy(predict, images, labels, VAL_OCCLUSION, seed=0,
+                                                   batch_size=batch_size),
+           "val_shift_acc": diagonal_shift_accuracy(predict, images, labels,
+                                                    max(1, round(VAL_SHIFT_SHARE * images.shape[-1])),
+                                                    batch_size=batch_size)}
+    out["val_robust_acc"] = robust_accuracy(out)
+    return out

@@ -23,14 +23,13 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from autosoft import __version__
 from autosoft.augment import PolicyAugment, mix_batch
 from autosoft.data import TEST_FRACTION, Dataset, ImageFiles, channel_mean_std, open_split, split_indices
 from autosoft.errors import AutosoftError
 from autosoft.files import atomic_path, atomic_write_json, atomic_write_text
-from autosoft.metrics import evaluate, expected_calibration_error, predict_logits
+from autosoft.metrics import evaluate, predict_logits, validation_metrics
 from autosoft.models import MIN_IMAGE_SIZE, build_model
 from autosoft.policy import Policy, load_policy, same_training
 from autosoft.process import keep_freed_memory
@@ -71,6 +70,8 @@ class TrainConfig:
     val_size: int = 0               # held out of the train split, stratified; never the test split
     val_every: int = 1              # validate every N epochs and after the last; 0: after the last only
     seed: int = 0
+    split_seed: int | None = None   # seeds the validation split and train subset (None: `seed`); a search's
+                                    # confirmation fixes it so seeds change the model and draws, not the split
     device: str = "auto"            # auto = cuda if available, else cpu
     threads: int | None = None      # CPU threads for torch (None = torch's default)
     data_dir: str | None = None     # data root (else $AUTOSOFT_DATA)
@@ -101,6 +102,8 @@ class TrainConfig:
             (self.val_size >= 0, "val_size", "an integer >= 0"),
             (self.val_every >= 0, "val_every", "an integer >= 0 (0: validate after the last epoch only)"),
             (self.train_size is None or self.train_size >= 2, "train_size", "an integer >= 2 or None"),
+            (self.split_seed is None or (isinstance(self.split_seed, int) and not isinstance(self.split_seed, bool)),
+             "split_seed", "an integer or None (None: the split follows seed)"),
             (self.image_size is None or (isinstance(self.image_size, int) and not isinstance(self.image_size, bool)
                                          and self.image_size >= 1), "image_size", "an integer >= 1 or None"),
             (isinstance(self.test_fraction, (int, float)) and 0 <= self.test_fraction < 1, "test_fraction",
@@ -155,7 +158,7 @@ def load_data(config: TrainConfig, *, train_set: "Dataset | ImageFiles | None" =
     """
     source = train_set if train_set is not None else open_train_split(config)
     train_idx, val_idx = split_indices(source.labels, val_size=config.val_size, train_size=config.train_size,
-                                       seed=config.seed)
+                                       seed=config.seed if config.split_seed is None else config.split_seed)
     val_set = source.subset(val_idx) if val_idx is not None else None
     if train_idx is not None:
         train_set = source.subset(train_idx)
@@ -467,11 +470,7 @@ def train(config: TrainConfig, policy: Policy | str, *, run_dir: str | Path | No
                                        "train_acc": correct.item() / seen,
                                        "lr": optimizer.param_groups[0]["lr"]}
             if data.val is not None and _validates(config, epoch):
-                val_logits = predict_logits(predict, data.val.images)
-                val_labels = data.val.labels.to(val_logits.device)
-                metrics["val_acc"] = (val_logits.argmax(1) == val_labels).float().mean().item()
-                metrics["val_nll"] = F.cross_entropy(val_logits, val_labels).item()
-                metrics["val_ece"] = expected_calibration_error(val_logits.softmax(1), val_labels)
+                metrics.update(validation_metrics(predict, data.val.images, data.val.labels))
             metrics["epoch_time_s"] = time.perf_counter() - t0
             history.append(metrics)
             if run:
@@ -487,7 +486,7 @@ def train(config: TrainConfig, policy: Policy | str, *, run_dir: str | Path | No
     final = {"epochs": config.epochs, "train_images": len(train_set),
              "train_time_s": sum(m["epoch_time_s"] for m in history)}
     if data.val is not None:
-        final.update({k: history[-1][k] for k in ("val_acc", "val_nll", "val_ece")})
+        final.update({k: v for k, v in history[-1].items() if k.startswith("val_")})
     reliability = None
     if data.test is not None:
         val_logits = predict_logits(predict, data.val.images) if data.val is not None else None

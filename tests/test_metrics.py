@@ -261,3 +261,34 @@ def test_evaluate_without_validation_never_fits_on_test():
     assert "occlusion_acc@0.3" in r and "shift_acc@1px" in r
     with pytest.raises(AutosoftError, match="val_labels"):
         M.evaluate(predict, images, labels, val_logits=torch.zeros(3, 4))
+
+
+def _corner_is_fill(images):
+    """Class 1 when the top-left pixel is the fill value 128 (a shift vacated it), else class 0."""
+    corner = (images[:, 0, 0, 0] == 128).long()
+    return torch.nn.functional.one_hot(corner, 2).float()
+
+
+def test_diagonal_shift_accuracy_known_answer_and_one_pass():
+    # Of the four diagonals only (-p, -p) keeps the top-left pixel's content: accuracy 1/4, as the mean of four.
+    images = torch.zeros(12, 3, 8, 8, dtype=torch.uint8)
+    labels = torch.zeros(12, dtype=torch.long)
+    calls = []
+
+    def predict(x):
+        calls.append(len(x))
+        return _corner_is_fill(x)
+    assert M.diagonal_shift_accuracy(predict, images, labels, 2, batch_size=5) == 0.25
+    assert sum(calls) == 12  # each image once
+    assert M.shift_accuracy(_corner_is_fill, images, labels, 2) == 0.25
+
+
+def test_validation_metrics_keys_and_robust_combination():
+    images = torch.zeros(8, 3, 16, 16, dtype=torch.uint8)
+    labels = torch.zeros(8, dtype=torch.long)
+    out = M.validation_metrics(_corner_is_fill, images, labels)
+    assert out["val_acc"] == 1.0 and out["val_shift_acc"] == 0.25
+    # an occlusion patch (fill 128) covers the corner only where it is placed at (0, 0)
+    assert 0 <= out["val_occlusion_acc"] <= 1
+    assert out["val_robust_acc"] == pytest.approx(0.5 * 1.0 + 0.25 * out["val_occlusion_acc"] + 0.25 * 0.25)
+    assert out == M.validation_metrics(_corner_is_fill, images, labels, batch_size=3)  # fixed patches

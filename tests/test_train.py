@@ -377,3 +377,20 @@ def test_a_train_subset_of_an_image_folder_is_all_that_is_decoded(digits_folder,
     data = load_data(TrainConfig(**{**config.to_dict(), "train_size": 100, "val_size": 50}))
     assert (len(data.train), len(data.val)) == (100, 50)
     assert data.test_split["test_images"] == 359  # held out even when this run does not evaluate
+
+
+def test_split_seed_fixes_the_split_whatever_the_seed(small_cifar10):
+    from autosoft.train import load_data
+    val = lambda **kw: load_data(_config(small_cifar10, eval_test=False, train_size=300, **kw))  # noqa: E731
+    a, b = val(seed=1, split_seed=7), val(seed=2, split_seed=7)
+    assert torch.equal(a.val.images, b.val.images) and torch.equal(a.train.images, b.train.images)
+    assert not torch.equal(val(seed=1).val.images, val(seed=2).val.images)  # None: the split follows the seed
+    assert torch.equal(val(seed=7).val.images, a.val.images)
+    with pytest.raises(AutosoftError, match="split_seed"):
+        _config(small_cifar10, split_seed="x").validate()
+
+
+def test_every_validation_reports_robustness(small_cifar10):
+    final = train(_config(small_cifar10, epochs=1, eval_test=False), "baseline")
+    for key in ("val_occlusion_acc", "val_shift_acc", "val_robust_acc"):
+        assert 0 <= final[key] <= 1, key
