@@ -154,7 +154,9 @@ def _add_search_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"{' | '.join(SPACE_NAMES)} | a space file (.py); see 'autosoft show spaces'")
     p.add_argument("--out", help="output folder (default runs/search-DATASET); never overwritten")
     p.add_argument("--resume", action="store_true", help="continue the search in --out; finished trials are kept")
-    p.add_argument("--objective", default="acc", help="acc (default) | ece | nll, or two joined: acc,ece")
+    p.add_argument("--objective", default="robust",
+                   help="robust (default: clean validation accuracy 0.5, occlusion-25%% 0.25, shift 0.25) | acc | "
+                        "occlusion | shift | ece | nll, or two joined: acc,ece")
     p.add_argument("--storage", help="Optuna database URL (default sqlite:///OUT/study.db)")
     p.add_argument("--ray-address", help="join this Ray cluster: its head's host:port, auto, or ray://host:10001 "
                                          "(token authentication: README, 'Running on a cluster')")
@@ -175,7 +177,13 @@ def _add_search_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--confirm", type=int, metavar="K",
                    help="retrain the K best searched policies and the baselines at the target's fidelity "
                         "(default 3 on a CPU, 5 on a GPU; 0 skips the stage)")
-    p.add_argument("--confirm-seeds", type=int, metavar="S", help="seeds per confirmed policy (default 2 CPU, 3 GPU)")
+    p.add_argument("--confirm-seeds", type=int, metavar="S",
+                   help="seeds every confirmed policy starts the race with (default 2 CPU, 3 GPU)")
+    p.add_argument("--confirm-max-seeds", type=int, metavar="N",
+                   help="seed cap: the best and those within noise of it get more seeds, paired, up to N "
+                        "(default 4 CPU, 6 GPU; a --resume with a higher N adds seeds)")
+    p.add_argument("--confirm-time-limit", metavar="T",
+                   help="start no new race round after this long: 600, 30m, 1.5h (default: none)")
     p.add_argument("--confirm-fidelity", type=float, default=1.0, metavar="F",
                    help="confirmation runs train F of the target's epochs (default 1: the target itself)")
     p.add_argument("--reuse-confirmation", action="append", default=[], metavar="SEARCH_DIR",
@@ -207,6 +215,7 @@ def _search(args) -> int:
                         ray_address=args.ray_address, time_limit_s=args.time_limit,
                         proxy=_proxy_settings(args), target=args.target_config, confirm=args.confirm,
                         confirm_seeds=args.confirm_seeds, confirm_fidelity=args.confirm_fidelity,
+                        confirm_max_seeds=args.confirm_max_seeds, confirm_time_limit_s=args.confirm_time_limit,
                         sampler=args.sampler, early_stopping=args.early_stopping,
                         cpus_per_trial=args.cpus_per_trial,
                         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, seed=args.seed,

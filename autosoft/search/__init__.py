@@ -3,9 +3,13 @@
 The search knows its target (the training the policy is for) and derives its proxy task
 from it. Ray Tune runs the trials (each one `autosoft.train.train` on the proxy), Optuna
 proposes them (TPE, NSGA-II for two objectives, or uniform draws as the control) and ASHA
-stops weak ones early on the per-epoch validation score. Then the confirmation stage
-retrains the best searched policies and the known baselines at the target's fidelity over
-several seeds, and exports the winner on the mean, or the best baseline if none beat it.
+stops weak ones early on the per-epoch validation score. Every trial is scored on its
+validation split by the objective, by default "robust": clean accuracy with occlusion and
+shift accuracy (`autosoft.metrics.ROBUST_WEIGHTS`). Then the confirmation stage retrains the
+best searched policies and the known baselines at the target's fidelity, all on one
+validation split, and races them: S seeds each, clearly worse ones stop, the best and those
+within noise of it get more seeds, paired, up to a cap. It exports the winner on the mean,
+or the best baseline if no searched policy beat it on the seeds they share.
 
 The Optuna study is the record of the search and the source of truth for
 `--resume`: every trial's parameters, policy, metrics and state are committed to
@@ -20,6 +24,7 @@ Modules, one job each (importing any of them imports neither Ray nor Optuna):
     settings    budget, time limit, objectives, proxy task, baselines, confirmation plan, the --resume check
     record      the Optuna study: storage, requeue, trial states, trials.csv, policy files, plots
     confirm     the confirmation stage: candidates, runs on Ray, verdict, confirm.csv and confirm.png
+    racing      which confirmation runs come next: the paired test, who stops, who gets more seeds
     compat      Ray Tune and Optuna adapters and workarounds (the only Ray-specific code)
     run         run_search, SearchResult
 

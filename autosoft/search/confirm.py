@@ -1,10 +1,13 @@
-"""The confirmation stage: the search's best policies and the known baselines, retrained.
+"""The confirmation stage: the search's best policies and the known baselines, retrained and raced.
 
 Proxy scores are noisy and biased (a short, small proxy favours weak augmentation, and the
 best of many noisy scores is the luckiest one). So the top-K distinct searched policies
 and every known baseline are retrained at confirmation fidelity (the target training, or a
-stated fraction of it) with S seeds, and the winner is chosen on the mean over seeds. If no
-searched policy beats the best baseline, the best baseline is what the search exports.
+stated fraction of it), all on one validation split, and raced (`autosoft.search.racing`):
+each starts with S seeds, clearly worse ones stop, the best and those within noise of it
+get more seeds, paired by seed, up to a cap. The winner is chosen on the mean; a searched
+policy is exported only if it beats the best baseline on the seeds they share, else the
+best baseline is what the search exports.
 
 Each (policy, seed) is an `autosoft train` run directory under ``OUT/confirm/``: a finished
 one is never run again, an interrupted one resumes from its checkpoint. Runs go to Ray like
@@ -16,11 +19,13 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from autosoft.errors import AutosoftError
+from autosoft.search import racing
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,12 @@ class Confirmed:
     candidate: Candidate
     scores: list[float] = field(default_factory=list)   # one per finished seed
     ece: list[float] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)      # the seed of each score
+    race: str = ""                                       # how the race left it, in words (see `race_report`)
+
+    @property
+    def by_seed(self) -> dict[int, float]:
+        return dict(zip(self.seeds, self.scores))
 
     @property
     def mean(self) -> float:
@@ -60,7 +71,8 @@ class Confirmed:
         done = bool(self.scores)
         return {"policy": self.candidate.name, "kind": self.candidate.kind, "proxy_score": self.candidate.proxy_score,
                 "seeds": len(self.scores), "scores": list(self.scores), "mean": self.mean if done else None,
-                "std": self.std if done else None, "val_ece": self.mean_ece}
+                "std": self.std if done else None, "val_ece": self.mean_ece, "seed_list": list(self.seeds),
+                "race": self.race}
 
 
 @dataclass
@@ -68,12 +80,15 @@ class Verdict:
     winner: Confirmed
     best_baseline: Confirmed | None
     best_searched: Confirmed | None
-    margin: float | None        # winner (or best searched) minus best baseline, in score units
-    pooled_std: float | None    # of the two compared
+    margin: float | None        # best searched minus best baseline, paired by seed, in score units
+    margin_se: float | None     # the standard error of that paired difference (None: one shared seed)
+    paired_seeds: int           # the seeds that difference is over
+    separated: bool             # the paired test tells the two apart (one-sided, racing.ALPHA)
     searched_won: bool
     text: str
     proxy_rank_correlation: float | None   # Spearman, proxy score vs confirmation mean
     proxy_ranked: int = 0                   # the confirmed policies with a proxy score it ranks
+    race: str = ""                          # how the race ended, in words (`race_report`)
 
 
 def pick_candidates(trials: Sequence[dict], *, k: int, maximize: bool, baselines: Sequence[str]) -> list[Candidate]:
@@ -107,16 +122,21 @@ def summarize(candidates: Sequence[Candidate], finals: dict[tuple[str, int], dic
     out = []
     for c in candidates:
         conf = Confirmed(c)
-        for (name, _seed), final in sorted(finals.items()):
+        for (name, seed), final in sorted(finals.items()):
             if name == c.name and final.get(metric) is not None:
                 conf.scores.append(final[metric])
                 conf.ece.append(final.get("val_ece"))
+                conf.seeds.append(seed)
         out.append(conf)
     return out
 
 
 def judge(confirmed: Sequence[Confirmed], *, maximize: bool, metric: str) -> Verdict:
-    """The winner on the mean, and the verdict in words (scores in points when they are accuracies)."""
+    """The winner on the mean, and the verdict in words (scores in points when they are accuracies).
+
+    The best searched policy and the best baseline are compared on the seeds both finished
+    (paired: the same seeds, the same validation split); the searched one is exported only
+    if that paired difference is above 0, a tie goes to the baseline."""
     from scipy.stats import spearmanr
 
     done = [c for c in confirmed if c.scores]
@@ -127,12 +147,17 @@ def judge(confirmed: Sequence[Confirmed], *, maximize: bool, metric: str) -> Ver
     baselines = [c for c in done if c.candidate.kind == "baseline"]
     searched = [c for c in done if c.candidate.kind == "searched"]
     best_base, best_search = best(baselines), best(searched)
-    margin = pooled = None
+    margin = se = None
+    shared, separated = 0, False
     if best_base is not None and best_search is not None:
-        margin = sign * (best_search.mean - best_base.mean)
-        if min(len(best_search.scores), len(best_base.scores)) > 1:  # one seed measures no spread
-            pooled = math.sqrt((best_search.std ** 2 + best_base.std ** 2) / 2)
-    # A searched policy must beat the best baseline to be exported; a tie goes to the baseline.
+        diff = racing.paired(best_search.by_seed, best_base.by_seed)
+        shared = diff.seeds
+        if diff.mean is None:  # no seed in common (runs that failed): the means, unpaired
+            margin = sign * (best_search.mean - best_base.mean)
+        else:
+            margin, se = sign * diff.mean, diff.se
+            loser = racing.Paired(-abs(diff.mean), diff.se, diff.seeds)
+            separated = racing.clearly_worse(loser, maximize=True, alpha=racing.ALPHA)
     beats = best_search is not None and (best_base is None or margin > 0)
     winner = best_search if beats else best_base
     scale, unit = (100.0, " points") if metric.endswith("acc") else (1.0, "")
@@ -142,28 +167,56 @@ def judge(confirmed: Sequence[Confirmed], *, maximize: bool, metric: str) -> Ver
             return f"{c.candidate.name} {scale * c.mean:.2f} (1 seed)"
         return f"{c.candidate.name} {scale * c.mean:.2f} ± {scale * c.std:.2f} ({len(c.scores)} seeds)"
 
+    def diff_text() -> str:
+        if se is None:
+            return (f"{scale * margin:+.2f}{unit} of {metric} (with {'one seed' if shared == 1 else 'no seed'} "
+                    "in common no spread is measured, so this may be noise; confirm with --confirm-seeds 2 or more)")
+        verdict = "separated" if separated else "not separated"
+        return (f"{scale * margin:+.2f} ± {scale * se:.2f}{unit} of {metric}, paired over {shared} seeds "
+                f"({verdict} by a one-sided paired t-test at {racing.ALPHA:g})")
+
     searched_won = winner.candidate.kind == "searched"
     if best_base is None:
         text = f"confirmation winner: {fmt(winner)}; no baseline was confirmed to compare with"
     elif searched_won:
-        if pooled is None:
-            spread = "with one seed no spread is measured, so this may be noise; confirm with --confirm-seeds 2 or more"
-        else:
-            spread = f"{'more than' if margin > pooled else 'within'} the pooled seed std of {scale * pooled:.2f}"
-        text = (f"the searched policy beats the best baseline by {scale * margin:+.2f}{unit} of {metric} "
-                f"({spread}): {fmt(winner)} vs {fmt(best_base)}")
+        text = f"the searched policy beats the best baseline by {diff_text()}: {fmt(winner)} vs {fmt(best_base)}"
     elif best_search is None:
         text = f"no searched policy was confirmed; exporting the best baseline: {fmt(best_base)}"
     else:
         text = (f"no searched policy beat the best baseline: {fmt(best_base)} vs best searched "
-                f"{fmt(best_search)} ({scale * margin:+.2f}{unit}); exporting {best_base.candidate.name}")
+                f"{fmt(best_search)} ({diff_text()}); exporting {best_base.candidate.name}")
     with_proxy = [c for c in done if c.candidate.proxy_score is not None]
     rho = None
     if len(with_proxy) >= 3:
         rho = float(spearmanr([c.candidate.proxy_score for c in with_proxy], [c.mean for c in with_proxy]).statistic)
         if math.isnan(rho):
             rho = None
-    return Verdict(winner, best_base, best_search, margin, pooled, searched_won, text, rho, len(with_proxy))
+    return Verdict(winner, best_base, best_search, margin, se, shared, separated, searched_won, text, rho,
+                   len(with_proxy))
+
+
+def race_report(confirmed: Sequence[Confirmed], *, maximize: bool, cap: int, time_limited: bool,
+                failed: Sequence[str] = ()) -> str:
+    """Sets each candidate's `race` (how the race left it) and returns how the race ended, in words."""
+    scores = {c.candidate.name: c.by_seed for c in confirmed if c.candidate.name not in failed}
+    race = racing.standings(scores, maximize=maximize, alpha=racing.ALPHA)
+    for c in confirmed:
+        name = c.candidate.name
+        if name in failed:
+            c.race = "a run failed: out of the race"
+        elif name == race.incumbent:
+            c.race = "best mean"
+        elif name in race.stopped:
+            d = race.stopped[name]
+            c.race = (f"stopped after {len(c.scores)} seeds: worse than {race.incumbent} by "
+                      f"{abs(d.mean):.4f} ± {d.se:.4f} paired over {d.seeds}")
+        elif c.scores:
+            c.race = f"within noise of {race.incumbent} after {len(c.scores)} seeds"
+    if not race.contenders:
+        return "separated: every other candidate is clearly worse than the best"
+    if time_limited:
+        return f"time limit reached with {len(race.contenders)} within noise of the best"
+    return f"seed cap ({cap}) reached with {len(race.contenders)} within noise of the best"
 
 
 def write_outputs(confirmed: Sequence[Confirmed], verdict: Verdict, out: Path, metric: str, maximize: bool) -> None:
@@ -177,7 +230,7 @@ def write_outputs(confirmed: Sequence[Confirmed], verdict: Verdict, out: Path, m
         row = c.summary()
         rows.append({"policy": row["policy"], "kind": row["kind"], "proxy_score": row["proxy_score"],
                      "seeds": row["seeds"], f"{metric}_mean": row["mean"], f"{metric}_std": row["std"],
-                     "val_ece_mean": row["val_ece"], "winner": c is verdict.winner,
+                     "val_ece_mean": row["val_ece"], "winner": c is verdict.winner, "race": row["race"],
                      "scores": " ".join(f"{s:.4f}" for s in row["scores"])})
     write_csv(rows, out / "confirm.csv")
     try:
@@ -254,30 +307,51 @@ def reuse_runs(folder: Path, candidates: Sequence[Candidate], config: dict, seed
 
 
 def run_confirmation(candidates: Sequence[Candidate], config: dict, seeds: Sequence[int], folder: Path, *,
-                     cpus: float, gpus: float, max_concurrent: int, on_done=None) -> tuple[dict, dict]:
-    """Train every (candidate, seed) not finished yet, `max_concurrent` at a time on Ray.
+                     initial: int, metric: str, maximize: bool, cpus: float, gpus: float, max_concurrent: int,
+                     time_limit_s: float | None = None, before_first_run=None, on_done=None) -> tuple[dict, dict, bool]:
+    """Race the candidates (`autosoft.search.racing`): train the runs the race asks for, round
+    by round, `max_concurrent` at a time on Ray, until it ends. `seeds`: every seed a candidate
+    may get (the cap is their number), the first `initial` of them for all. Finished runs are
+    read back, not trained. After `time_limit_s` no new round starts beyond the first seeds.
 
-    Returns (finals keyed (name, seed), errors keyed (name, seed) -> one line). Ray must be up.
+    Returns (finals keyed (name, seed), errors keyed (name, seed) -> one line, whether the time
+    limit ended the race). `before_first_run` is called once, before the first run is sent
+    (to start Ray): a race with nothing left to train never calls it.
     """
-    import ray
-
     folder.mkdir(parents=True, exist_ok=True)
     finals = finished_runs(folder, candidates, seeds)
-    todo = [(c, s) for s in seeds for c in candidates if (c.name, s) not in finals]  # seed-major
-    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_confirm_run)
-    pending: dict = {}
     errors: dict = {}
-    while todo or pending:
-        while todo and len(pending) < max_concurrent:
-            c, s = todo.pop(0)
-            ref = task.remote({**config, "seed": s}, c.policy, str(folder / run_dir_name(c.name, s)))
-            pending[ref] = (c.name, s)
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        key = pending.pop(ready[0])
-        try:
-            finals[key] = ray.get(ready[0])
-        except Exception as e:  # a failed run is reported, the others go on
-            errors[key] = " ".join(str(getattr(e, "cause", e)).split())[:300]
-        if on_done is not None:
-            on_done(key, finals.get(key), errors.get(key))
-    return finals, errors
+    started = time.monotonic()
+    by_name = {c.name: c for c in candidates}
+    task = None
+    while True:
+        scores: dict[str, dict[int, float]] = {}
+        for (name, seed), final in finals.items():
+            if final.get(metric) is not None:
+                scores.setdefault(name, {})[seed] = final[metric]
+        todo = racing.next_runs([c.name for c in candidates], scores, seeds=seeds, initial=initial,
+                                maximize=maximize, failed={name for name, _ in errors})
+        if not todo:
+            return finals, errors, False
+        first_seeds = all(s in seeds[:initial] for _, s in todo)
+        if time_limit_s is not None and not first_seeds and time.monotonic() - started > time_limit_s:
+            return finals, errors, True
+        if task is None:
+            import ray
+            if before_first_run is not None:
+                before_first_run()
+            task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_confirm_run)
+        pending: dict = {}
+        while todo or pending:
+            while todo and len(pending) < max_concurrent:
+                name, s = todo.pop(0)
+                ref = task.remote({**config, "seed": s}, by_name[name].policy, str(folder / run_dir_name(name, s)))
+                pending[ref] = (name, s)
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            key = pending.pop(ready[0])
+            try:
+                finals[key] = ray.get(ready[0])
+            except Exception as e:  # a failed run is reported, the others go on
+                errors[key] = " ".join(str(getattr(e, "cause", e)).split())[:300]
+            if on_done is not None:
+                on_done(key, finals.get(key), errors.get(key))

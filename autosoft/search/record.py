@@ -136,6 +136,10 @@ def requeue_interrupted(study) -> int:
 
 
 # ---- trials.csv -------------------------------------------------------------------------
+# The validation scores trials.csv shows beside the objective (trials measured before a score existed leave it empty).
+VALIDATION_COLUMNS = ("val_acc", "val_robust_acc", "val_occlusion_acc", "val_shift_acc", "val_ece", "val_nll")
+
+
 def trial_rows(study, metrics: list[str], pareto: set[int] = frozenset()) -> list[dict]:
     """One row per trial that has started: the rows of trials.csv."""
     rows = []
@@ -147,6 +151,8 @@ def trial_rows(study, metrics: list[str], pareto: set[int] = frozenset()) -> lis
         row = {"number": t.number, "state": state, "policy": t.user_attrs.get("fixed_policy") or "searched"}
         for metric in metrics:
             row[metric] = m.get(metric)
+        # whatever the objective, the clean, robust and calibration scores each trial measured
+        row.update({k: m[k] for k in VALIDATION_COLUMNS if k in m and k not in metrics})
         row.update({"epochs": t.user_attrs.get("epochs", 0), "wall_time_s": t.user_attrs.get("wall_time_s"),
                     "node": t.user_attrs.get("node")})  # the Ray node id it ran on
         if len(metrics) > 1:

@@ -112,10 +112,11 @@ class StageTimes:
 
 
 def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", out_dir=None, resume: bool = False,
-               objectives: str | Sequence[str] = ("val_acc",), storage: str | None = None,
+               objectives: str | Sequence[str] = _settings.DEFAULT_OBJECTIVE, storage: str | None = None,
                ray_address: str | None = None, time_limit_s: str | float | None = None, proxy: str | dict = "auto",
                target: str | dict | None = None, confirm: int | None = None, confirm_seeds: int | None = None,
-               confirm_fidelity: float = 1.0, sampler: str = "tpe", early_stopping: str | None = None,
+               confirm_fidelity: float = 1.0, confirm_max_seeds: int | None = None,
+               confirm_time_limit_s: str | float | None = None, sampler: str = "tpe", early_stopping: str | None = None,
                cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
                max_concurrent: int | None = None, seed: int = 0, data_dir=None,
                enqueue_baselines: bool | Sequence[str] = True, live: bool = True,
@@ -126,9 +127,12 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
 
     `target`: the training the policy is for (a TrainConfig dict or a JSON file; default:
     `autosoft train`'s defaults for `dataset`); the proxy is derived from it unless `proxy`
-    names a preset. `confirm` searched policies (default by device; 0 skips the stage) and the
-    known baselines are retrained `confirm_seeds` times at `confirm_fidelity` of the target's
-    epochs; the winner on the mean is exported; `reuse_confirmation` names other search folders
+    names a preset. `objectives`: "robust" (default: clean validation accuracy with occlusion
+    and shift accuracy), "acc", ... (`autosoft.search.settings.OBJECTIVES`). `confirm` searched
+    policies (default by device; 0 skips the stage) and the known baselines are retrained at
+    `confirm_fidelity` of the target's epochs on one validation split and raced: `confirm_seeds`
+    seeds each to start, more for those within noise of the best, up to `confirm_max_seeds`
+    (no new round after `confirm_time_limit_s`); the winner on the mean is exported; `reuse_confirmation` names other search folders
     whose finished confirmation runs of the same policy, seed and config are copied instead of
     trained again (the baselines, when searches share a target). `early_stopping`: "off" (default) or "asha" (first rung
     at 2/3 of the proxy's schedule). `sampler`: "tpe" (the search) or "random"
@@ -168,8 +172,11 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
                                                     data_dir=data_dir, threads=threads,
                                                     early_stopping=early_stopping)
     cpus, gpus = compat.trial_resources(cpus_per_trial, gpus_per_trial, proxy_cfg)
-    plan = _settings.confirmation_plan(confirm, confirm_seeds, confirm_fidelity, on_gpu=gpus > 0)
-    confirm_cfg = proxy_rules.confirmation_config(target_cfg, proxy_cfg, plan["fidelity"])
+    plan = _settings.confirmation_plan(confirm, confirm_seeds, confirm_fidelity, on_gpu=gpus > 0,
+                                       max_seeds=confirm_max_seeds, time_limit_s=confirm_time_limit_s)
+    # One validation split for every confirmation run: a seed changes the model and the draws, not the split.
+    confirm_cfg = {**proxy_rules.confirmation_config(target_cfg, proxy_cfg, plan["fidelity"]),
+                   "split_seed": proxy_rules.CONFIRM_SPLIT_SEED}
     fresh = {"dataset": dataset, "space": space_id(space), "objectives": metrics, "proxy": proxy_cfg,
              "proxy_rules": proxy_notes, "target": target_cfg, "sampler": sampler, "seed": seed,
              "baselines": baselines, "budget": budget, "confirmation": {**plan, "config": confirm_cfg},
@@ -307,7 +314,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
 
 def _confirm(study, out: Path, settings: dict, plan: dict, config: dict, metrics, modes, *, cpus, gpus,
              max_concurrent, live: bool, clock: StageTimes, start_ray, reuse_from=()):
-    """The confirmation stage on Ray: candidates, runs (finished ones skipped), verdict, outputs.
+    """The confirmation stage on Ray: candidates, the race (finished runs read back), verdict, outputs.
 
     Ray is started (`start_ray`) and the stage timed only when a run is left to train: a rerun
     over a finished search reads the runs back, prints its verdict and records no start."""
@@ -315,39 +322,48 @@ def _confirm(study, out: Path, settings: dict, plan: dict, config: dict, metrics
     # Every baseline is confirmed, also one that did not run as a trial (its proxy score is then unknown).
     candidates = confirm_stage.pick_candidates(record.candidate_trials(study), k=plan["top_k"], maximize=maximize,
                                                baselines=settings["baselines"])
-    seeds = [settings["seed"] + i for i in range(plan["seeds"])]
+    seeds = [settings["seed"] + i for i in range(plan["max_seeds"])]
     folder = out / "confirm"
-    total = len(candidates) * len(seeds)
     reused = confirm_stage.reuse_runs(folder, candidates, config, seeds, reuse_from, gpus=gpus)
     if reused and live:
         print(f"[confirm] {len(reused)} finished runs of the same policy, seed and config copied from "
               f"{', '.join(map(str, reuse_from))}: {' '.join(reused)}", flush=True)
-    finished = confirm_stage.finished_runs(folder, candidates, seeds)
-    done = [len(finished)]
+    before = len(confirm_stage.finished_runs(folder, candidates, seeds))
     if live:
-        print(f"[confirm] {len(candidates)} policies x {len(seeds)} seeds at {config['epochs']} epochs "
-              f"({done[0]} of {total} runs done before)", flush=True)
+        print(f"[confirm] racing {len(candidates)} policies at {config['epochs']} epochs on {metrics[0]}: "
+              f"{plan['seeds']} seeds each, up to {plan['max_seeds']} for those within noise of the best "
+              f"({before} runs done before)", flush=True)
+    done = [before]
 
     def on_done(key, final, error):
         done[0] += 1
         if live:
             result = f"{metrics[0]} {final[metrics[0]]:.4f}" if final else f"failed: {error}"
-            print(f"[confirm] {done[0]}/{total} {key[0]} seed {key[1]}: {result}", flush=True)
+            print(f"[confirm] run {done[0]}: {key[0]} seed {key[1]}: {result}", flush=True)
 
-    if len(finished) < total:
-        with clock.stage("confirmation"):
-            start_ray()
-            finals, errors = confirm_stage.run_confirmation(
-                candidates, config, seeds, folder, cpus=cpus, gpus=gpus,
-                max_concurrent=max_concurrent or compat.max_concurrent(cpus, gpus), on_done=on_done)
-    else:
-        finals, errors = finished, {}
+    timing = contextlib.ExitStack()
+
+    def first_run():  # the stage is timed from its first run on: a finished race records no start
+        timing.enter_context(clock.stage("confirmation"))
+        start_ray()
+
+    with timing:
+        finals, errors, time_limited = confirm_stage.run_confirmation(
+            candidates, config, seeds, folder, initial=plan["seeds"], metric=metrics[0], maximize=maximize,
+            cpus=cpus, gpus=gpus, max_concurrent=max_concurrent or compat.max_concurrent(cpus, gpus),
+            time_limit_s=plan.get("time_limit_s"), before_first_run=first_run, on_done=on_done)
     confirmed = confirm_stage.summarize(candidates, finals, metrics[0])
     if not any(c.scores for c in confirmed):
         first = next(iter(errors.items()), None)
         raise AutosoftError("confirmation: every run failed" + (f"; the first ({first[0][0]} seed {first[0][1]}): "
                                                                  f"{first[1]}" if first else ""))
+    ended = confirm_stage.race_report(confirmed, maximize=maximize, cap=plan["max_seeds"], time_limited=time_limited,
+                                      failed={name for name, _ in errors})
     verdict = confirm_stage.judge(confirmed, maximize=maximize, metric=metrics[0])
+    verdict.race = ended
+    if live:
+        print(f"[confirm] race {ended}; seeds per policy: "
+              + ", ".join(f"{c.candidate.name} {len(c.scores)}" for c in confirmed), flush=True)
     confirm_stage.write_outputs(confirmed, verdict, out, metrics[0], maximize)
     return verdict, confirmed
 
@@ -357,6 +373,7 @@ def _confirmation_provenance(verdict, plan: dict, config: dict, metric: str) -> 
         return None if c is None else c.summary()
     return {"metric": metric, "winner": stats(verdict.winner), "best_baseline": stats(verdict.best_baseline),
             "best_searched": stats(verdict.best_searched), "searched_won": verdict.searched_won,
+            "margin": verdict.margin, "margin_se": verdict.margin_se, "paired_seeds": verdict.paired_seeds,
+            "separated": verdict.separated, "race": verdict.race,
             "verdict": verdict.text, "proxy_rank_correlation": verdict.proxy_rank_correlation,
-            "proxy_ranked": verdict.proxy_ranked,
-            "top_k": plan["top_k"], "seeds": plan["seeds"], "fidelity": plan["fidelity"], "config": config}
+            "proxy_ranked": verdict.proxy_ranked, **plan, "config": config}

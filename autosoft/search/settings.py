@@ -5,6 +5,8 @@ proxy task, known baselines, the output folder and the `--resume` compatibility 
 1800.0
 >>> parse_objectives("acc,ece")
 (['val_acc', 'val_ece'], ['max', 'min'])
+>>> parse_objectives("robust")
+(['val_robust_acc'], ['max'])
 """
 
 from __future__ import annotations
@@ -22,8 +24,12 @@ from autosoft.search import record
 # Spaces without soft targets get the hard-label ones only, to keep that comparison clean.
 BASELINES_HARD = ("baseline", "autoaugment-cifar10", "randaugment", "trivialaugment")
 BASELINES_SOFT = BASELINES_HARD + ("softaug",)
-# --objective names -> (metric the trainer reports, direction)
-OBJECTIVES = {"acc": ("val_acc", "max"), "ece": ("val_ece", "min"), "nll": ("val_nll", "min")}
+# --objective names -> (metric the trainer reports, direction). "robust" (the default) is clean
+# validation accuracy with occlusion and shift accuracy (autosoft.metrics.ROBUST_WEIGHTS): with
+# clean accuracy alone, colour-only policies win and lose robustness (issue #24's records).
+OBJECTIVES = {"robust": ("val_robust_acc", "max"), "acc": ("val_acc", "max"), "ece": ("val_ece", "min"),
+              "nll": ("val_nll", "min"), "occlusion": ("val_occlusion_acc", "max"), "shift": ("val_shift_acc", "max")}
+DEFAULT_OBJECTIVE = "robust"
 # Settings that must match for --resume (budget, time limit, resources and the number of
 # confirmed policies and seeds may change; baselines may be added).
 RESUME_KEYS = ("dataset", "space", "objectives", "proxy", "seed", "baselines", "target", "sampler", "confirmation",
@@ -138,20 +144,31 @@ def proxy_config(dataset: str, proxy: str | dict = "auto", *, target: dict, n_tr
     return train_config.to_dict(), notes
 
 
-def confirmation_plan(top_k: int | None, seeds: int | None, fidelity: float, *, on_gpu: bool) -> dict:
-    """How many searched policies are confirmed, with how many seeds, at what share of the
-    target's epochs; None takes the device's default (`autosoft.search.proxy.CONFIRM_DEFAULTS`)."""
+def confirmation_plan(top_k: int | None, seeds: int | None, fidelity: float, *, on_gpu: bool,
+                      max_seeds: int | None = None, time_limit_s: str | float | None = None) -> dict:
+    """How many searched policies are confirmed, with how many seeds to start the race and at
+    most, at what share of the target's epochs, and the race's time limit (no new round after
+    it); None takes the device's default (`autosoft.search.proxy.CONFIRM_DEFAULTS`)."""
     from autosoft.search.proxy import CONFIRM_DEFAULTS
-    default_k, default_s = CONFIRM_DEFAULTS["gpu" if on_gpu else "cpu"]
+    default_k, default_s, default_cap = CONFIRM_DEFAULTS["gpu" if on_gpu else "cpu"]
     top_k = default_k if top_k is None else top_k
     seeds = default_s if seeds is None else seeds
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
         raise AutosoftError(f"confirm: expected an integer >= 0 (searched policies to retrain; 0 skips), got {top_k!r}")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise AutosoftError(f"confirm seeds: expected an integer >= 1, got {seeds!r}")
+    max_seeds = max(default_cap, seeds) if max_seeds is None else max_seeds
+    if isinstance(max_seeds, bool) or not isinstance(max_seeds, int) or max_seeds < seeds:
+        raise AutosoftError(f"confirm max seeds: expected an integer >= the starting seeds ({seeds}), "
+                            f"got {max_seeds!r}")
     if isinstance(fidelity, bool) or not isinstance(fidelity, (int, float)) or not 0 < fidelity <= 1:
         raise AutosoftError(f"confirm fidelity: expected a fraction of the target's epochs in (0, 1], got {fidelity!r}")
-    return {"top_k": top_k, "seeds": seeds, "fidelity": float(fidelity)}
+    try:
+        limit = parse_time_limit(time_limit_s)
+    except AutosoftError as e:
+        raise AutosoftError(f"confirm {e}") from None
+    return {"top_k": top_k, "seeds": seeds, "max_seeds": max_seeds, "fidelity": float(fidelity),
+            "time_limit_s": limit}
 
 
 def check_early_stopping(kind: str | None) -> str:

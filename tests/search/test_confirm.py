@@ -35,7 +35,7 @@ def test_pick_top_k_distinct_then_baselines():
 
 
 def _confirmed(name, kind, scores, proxy=None):
-    return Confirmed(Candidate(name, {}, kind, proxy), list(scores))
+    return Confirmed(Candidate(name, {}, kind, proxy), list(scores), seeds=list(range(len(scores))))
 
 
 def test_a_searched_winner_and_its_margin():
@@ -43,8 +43,11 @@ def test_a_searched_winner_and_its_margin():
              _confirmed("baseline", "baseline", [0.74, 0.74], 0.60), _confirmed("trivialaugment", "baseline", [0.70, 0.72], 0.58)]
     v = judge(group, maximize=True, metric="val_acc")
     assert v.winner.candidate.name == "trial-2" and v.searched_won and v.best_baseline.candidate.name == "baseline"
-    assert v.margin == pytest.approx(0.02) and v.pooled_std == pytest.approx((0.02 ** 2 / 2 / 2) ** 0.5)
-    assert "beats the best baseline by +2.00 points of val_acc (more than the pooled seed std of 1.00)" in v.text
+    # paired by seed: differences +0.01 and +0.03, mean 0.02, standard error 0.01
+    assert v.margin == pytest.approx(0.02) and v.margin_se == pytest.approx(0.01) and v.paired_seeds == 2
+    assert not v.separated  # t = 2 at 1 degree of freedom: not below the 5% one-sided critical 6.31
+    assert ("beats the best baseline by +2.00 ± 1.00 points of val_acc, paired over 2 seeds "
+            "(not separated by a one-sided paired t-test at 0.05)") in v.text
     assert v.proxy_rank_correlation == pytest.approx(0.8)  # proxy order 2,3,b,t vs confirmed 2,b,3,t
     assert v.proxy_ranked == 4
 
@@ -54,15 +57,22 @@ def test_no_searched_policy_beats_the_best_baseline():
     v = judge(group, maximize=True, metric="val_acc")
     assert v.winner.candidate.name == "baseline" and not v.searched_won
     assert v.text.startswith("no searched policy beat the best baseline: baseline 74.50 ± 0.71 (2 seeds)")
-    assert v.text.endswith("(-3.50 points); exporting baseline") and v.proxy_rank_correlation is None
+    # differences -0.04 and -0.03: t = 7 at 1 degree of freedom, beyond the critical 6.31
+    assert v.text.endswith("(-3.50 ± 0.50 points of val_acc, paired over 2 seeds (separated by a one-sided "
+                           "paired t-test at 0.05)); exporting baseline") and v.proxy_rank_correlation is None
     assert v.proxy_ranked == 0  # no proxy scores
     within = judge([_confirmed("trial-2", "searched", [0.76, 0.72]), _confirmed("baseline", "baseline", [0.735, 0.735])],
                    maximize=True, metric="val_acc")
-    assert within.searched_won and "(within the pooled seed std" in within.text
+    assert within.searched_won and "+0.50 ± 2.00 points" in within.text and "(not separated" in within.text
+    apart = judge([_confirmed("trial-2", "searched", [0.76, 0.78, 0.77, 0.79]),
+                   _confirmed("baseline", "baseline", [0.74, 0.755, 0.75, 0.77])], maximize=True, metric="val_acc")
+    # seed-to-seed spread 1.3 points each, yet the paired differences (2, 2.5, 2, 2) separate them
+    assert apart.separated and "+2.13 ± 0.13 points of val_acc, paired over 4 seeds (separated" in apart.text
     one_seed = judge([_confirmed("trial-2", "searched", [0.217]), _confirmed("baseline", "baseline", [0.203])],
                      maximize=True, metric="val_acc")
-    assert one_seed.searched_won and one_seed.pooled_std is None
-    assert "by +1.40 points of val_acc (with one seed no spread is measured, so this may be noise" in one_seed.text
+    assert one_seed.searched_won and one_seed.margin_se is None
+    assert "by +1.40 points of val_acc (with one seed in common no spread is measured, so this may be noise" \
+        in one_seed.text
     with pytest.raises(AutosoftError, match="no run finished"):
         judge([_confirmed("trial-2", "searched", [])], maximize=True, metric="val_acc")
 

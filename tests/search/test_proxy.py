@@ -109,13 +109,19 @@ def test_confirmation_config_and_plan():
     assert half["epochs"] == 20 and half["warmup_epochs"] == 1.0
     with pytest.raises(AutosoftError, match="fraction in \\(0, 1\\]"):
         confirmation_config(W32, proxy, 1.5)
-    assert confirmation_plan(None, None, 1.0, on_gpu=False) == {"top_k": 3, "seeds": 2, "fidelity": 1.0}
-    assert confirmation_plan(None, None, 1.0, on_gpu=True) == {"top_k": 5, "seeds": 3, "fidelity": 1.0}
+    assert confirmation_plan(None, None, 1.0, on_gpu=False) == \
+        {"top_k": 3, "seeds": 2, "max_seeds": 4, "fidelity": 1.0, "time_limit_s": None}
+    assert confirmation_plan(None, None, 1.0, on_gpu=True) == \
+        {"top_k": 5, "seeds": 3, "max_seeds": 6, "fidelity": 1.0, "time_limit_s": None}
     assert confirmation_plan(0, 1, 0.25, on_gpu=False)["top_k"] == 0
-    for bad, match in (((-1, 2, 1.0), "confirm: expected an integer >= 0"), ((1, 0, 1.0), "confirm seeds"),
-                       ((1, 1, 0.0), "confirm fidelity")):
+    assert confirmation_plan(1, 5, 1.0, on_gpu=False)["max_seeds"] == 5  # the cap is never below the start
+    assert confirmation_plan(1, 2, 1.0, on_gpu=False, max_seeds=3, time_limit_s="20m")["time_limit_s"] == 1200
+    for bad, kw, match in (((-1, 2, 1.0), {}, "confirm: expected an integer >= 0"), ((1, 0, 1.0), {}, "confirm seeds"),
+                           ((1, 1, 0.0), {}, "confirm fidelity"),
+                           ((1, 3, 1.0), {"max_seeds": 2}, "confirm max seeds: expected an integer >= the starting"),
+                           ((1, 2, 1.0), {"time_limit_s": "soon"}, "confirm time limit")):
         with pytest.raises(AutosoftError, match=match):
-            confirmation_plan(*bad, on_gpu=False)
+            confirmation_plan(*bad, on_gpu=False, **kw)
 
 
 def test_chance_note_uses_the_majority_class_and_the_noise():

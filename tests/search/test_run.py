@@ -62,13 +62,15 @@ def test_search_end_to_end_then_retrain(cluster, small_cifar10, tmp_path):
     # the known policies ran first, as fixed policies; then searched points
     assert [r["policy"] for r in rows] == ["baseline", "trivialaugment", "softaug", "searched", "searched"]
     assert rows[3]["param_sp0_op0"] and rows[3]["param_soft_mode"] in ("target", "weight", "both")
-    best = max((r for r in rows if r["state"] == "complete"), key=lambda r: float(r["val_acc"]))
+    # the default objective, with the clean, robust and calibration scores beside it
+    assert {"val_robust_acc", "val_acc", "val_occlusion_acc", "val_shift_acc", "val_ece"} <= set(rows[0])
+    best = max((r for r in rows if r["state"] == "complete"), key=lambda r: float(r["val_robust_acc"]))
     assert result.best_trial == int(best["number"])
 
     policy = load_policy(str(out / "policy.json"))  # validates
     prov = policy.provenance
     assert prov["dataset"] == "cifar10" and prov["space"] == "autoaugment+soft" and prov["seed"] == 0
-    assert prov["trial"] == result.best_trial and prov["scores"]["val_acc"] == pytest.approx(float(best["val_acc"]))
+    assert prov["trial"] == result.best_trial and prov["scores"]["val_robust_acc"] == pytest.approx(float(best["val_robust_acc"]))
     assert prov["proxy"]["epochs"] == 2 and prov["proxy"]["eval_test"] is False
     assert set(prov["versions"]) >= {"autosoft", "torch", "ray", "optuna"}
     assert (out / "search_history.png").stat().st_size > 0 and (out / "study.db").exists()
@@ -82,7 +84,8 @@ def test_search_end_to_end_then_retrain(cluster, small_cifar10, tmp_path):
 
 def test_the_study_reads_back_through_optuna_as_the_dashboard_shows_it(cluster, small_cifar10, tmp_path):
     """optuna-dashboard shows what Optuna's public API reads: state, policy, metrics, the node,
-    the train loss per epoch, and val_acc per validated epoch as intermediate values (step = epoch)."""
+    the train loss per epoch, and the objective (val_robust_acc by default) per validated epoch as
+    intermediate values (step = epoch)."""
     import optuna
     # asha validates every epoch; off may validate after the last epoch only
     for early_stopping, budget in (("asha", 2), ("off", 1)):
@@ -102,11 +105,11 @@ def test_the_study_reads_back_through_optuna_as_the_dashboard_shows_it(cluster, 
             assert epochs == (2 if t.state == optuna.trial.TrialState.COMPLETE else 1)
             steps = t.intermediate_values
             assert max(steps) == epochs and set(steps) <= {1, 2}
-            assert steps[epochs] == pytest.approx(attrs["metrics"]["val_acc"])
+            assert steps[epochs] == pytest.approx(attrs["metrics"]["val_robust_acc"])
             if early_stopping == "asha":
                 assert sorted(steps) == list(range(1, epochs + 1))
             if t.state == optuna.trial.TrialState.COMPLETE:
-                assert t.value == pytest.approx(attrs["metrics"]["val_acc"])
+                assert t.value == pytest.approx(attrs["metrics"]["val_robust_acc"])
             losses = attrs["train_loss"]
             assert len(losses) == epochs and losses[-1] == pytest.approx(attrs["metrics"]["train_loss"])
             assert attrs["node"] == ray.get_runtime_context().get_node_id() and attrs["node_ip"]
@@ -275,7 +278,7 @@ def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10
     kw = dict(budget=3, space="randaugment", enqueue_baselines=["baseline", "trivialaugment"], target=TARGET,
               early_stopping=None,
               proxy={"epochs": 8, "train_size": 700, "val_size": 300, "batch_size": 50, "lr": 0.2, "warmup_epochs": 1},
-              confirm=1, confirm_seeds=1)
+              confirm=1, confirm_seeds=1, confirm_max_seeds=1)
     result = _search(small_cifar10, out, **kw)
     settings = json.loads((out / "search.json").read_text())
     # derived from the target (model, optimizer), then the two overrides
@@ -292,15 +295,15 @@ def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10
         confirmed = list(csv.DictReader(f))
     assert sorted(r["kind"] for r in confirmed) == ["baseline", "baseline", "searched"]
     assert all(r["seeds"] == "1" for r in confirmed)
-    winner_row = max(confirmed, key=lambda r: float(r["val_acc_mean"]))
+    winner_row = max(confirmed, key=lambda r: float(r["val_robust_acc_mean"]))
     assert [r["winner"] for r in confirmed].count("True") == 1 and winner_row["winner"] == "True"
     assert (out / "confirm.png").stat().st_size > 0 and (out / "proxy_best.json").exists()
     runs = sorted(p.name for p in (out / "confirm").iterdir())
     assert runs == sorted(f"{r['policy']}-s0" for r in confirmed)
-    # each confirmation score is its run's own final validation accuracy
+    # each confirmation score is its run's own final robust validation accuracy (the default objective)
     for r in confirmed:
         final = json.loads((out / "confirm" / f"{r['policy']}-s0" / "final.json").read_text())
-        assert float(r["val_acc_mean"]) == pytest.approx(final["val_acc"])
+        assert float(r["val_robust_acc_mean"]) == pytest.approx(final["val_robust_acc"])
 
     policy = load_policy(str(out / "policy.json"))
     conf = policy.provenance["confirmation"]
@@ -325,7 +328,8 @@ def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10
     (tmp_path / "proxy.json").write_text(json.dumps(kw["proxy"]))
     argv = ["search", "--dataset", "cifar10", "--budget", "4", "--space", "randaugment", "--out", str(out),
             "--resume", "--target-config", str(tmp_path / "target.json"), "--config", str(tmp_path / "proxy.json"),
-            "--confirm", "1", "--confirm-seeds", "2", "--cpus-per-trial", "1", "--max-concurrent", "2",
+            "--confirm", "1", "--confirm-seeds", "2", "--confirm-max-seeds", "2", "--cpus-per-trial", "1",
+            "--max-concurrent", "2",
             "--data-dir", str(small_cifar10)]
     code = cli_main(argv)
     printed = capsys.readouterr().out
@@ -361,6 +365,62 @@ def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10
         assert (control / "confirm" / name / "final.json").read_text() == (out / "confirm" / name / "final.json").read_text()
     assert not (control / "confirm" / "trial-2-s1" / "reused_from.json").exists()
     assert (control / "confirm" / "trial-2-s1" / "final.json").exists() and len(ctl.confirmation) == 3
+
+
+# A space whose every policy shifts each image by its whole width: nothing is left but the fill,
+# so its policy learns nothing (validation accuracy about 0.1), far below the baselines.
+ERASE_SPACE = """
+DESCRIPTION = "every image shifted out of its frame"
+
+def space(trial):
+    m = trial.suggest_categorical("m", [1.0])  # the whole width (0.999 would keep a column)
+    return {"version": 1, "name": "erase", "kind": "subpolicies", "ranges": "wide", "base": [],
+            "subpolicies": [[["TranslateX", 1.0, m]]]}
+"""
+
+
+def test_the_race_pairs_seeds_on_one_split_stops_the_worse_and_a_resume_adds_seeds(cluster, small_cifar10, tmp_path,
+                                                                                     capsys):
+    from autosoft.search.proxy import CONFIRM_SPLIT_SEED
+    space = tmp_path / "erase.py"
+    space.write_text(ERASE_SPACE)
+    out = tmp_path / "race"
+    # the proxy's training as the target too: well above chance, so a gap to the erased policy is clear
+    train = {"epochs": 8, "train_size": 700, "batch_size": 50, "lr": 0.2, "warmup_epochs": 1}
+    kw = dict(budget=2, space=str(space), enqueue_baselines=["baseline"], target={**TARGET, **train},
+              early_stopping=None, confirm=1, confirm_seeds=3, confirm_max_seeds=3,
+              proxy={**train, "val_size": 300})
+    result = _search(small_cifar10, out, **kw)
+    with open(out / "confirm.csv") as f:
+        rows = {r["policy"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"trial-1", "baseline"}
+    # paired: both policies have seeds 0-2, all on the one confirmation split
+    configs = [json.loads(p.read_text()) for p in (out / "confirm").glob("*/config.json")]
+    assert len(configs) == 6 and {c["train"]["split_seed"] for c in configs} == {CONFIRM_SPLIT_SEED}
+    assert sorted(p.name for p in (out / "confirm").iterdir()) == sorted(f"{n}-s{s}" for n in rows for s in range(3))
+    # the erased policy scores about chance (10 classes) on every seed and is stopped by the paired test
+    erased = [json.loads((out / "confirm" / f"trial-1-s{s}" / "final.json").read_text())["val_acc"] for s in range(3)]
+    assert all(acc < 0.15 for acc in erased), erased
+    assert rows["trial-1"]["race"].startswith("stopped after 3 seeds: worse than baseline"), rows
+    conf = load_policy(str(out / "policy.json")).provenance["confirmation"]
+    assert not conf["searched_won"] and conf["paired_seeds"] == 3 and conf["margin"] < 0 and conf["margin_se"] > 0
+    assert conf["metric"] == "val_robust_acc" and conf["max_seeds"] == 3 and conf["separated"]
+    assert "paired over 3 seeds (separated" in result.verdict and conf["race"].startswith("separated")
+
+    # Resumed with a higher cap: the race is separated, so no run is added and none rewritten.
+    runs = {p: p.read_bytes() for p in (out / "confirm").rglob("*") if p.is_file()}
+    _search(small_cifar10, out, resume=True, **{**kw, "confirm_max_seeds": 5})
+    assert {p: p.read_bytes() for p in (out / "confirm").rglob("*") if p.is_file()} == runs
+    # Resumed with a fourth starting seed: the six finished runs are read back, never trained
+    # again, and both policies get seed 3 (paired again); the erased one stays stopped.
+    stamps = {p.name: (p / "final.json").stat().st_mtime_ns for p in (out / "confirm").iterdir()}
+    again = _search(small_cifar10, out, resume=True, **{**kw, "confirm_seeds": 4, "confirm_max_seeds": 5})
+    for name, stamp in stamps.items():
+        assert (out / "confirm" / name / "final.json").stat().st_mtime_ns == stamp, name
+    assert sorted(p.name for p in (out / "confirm").iterdir()) == sorted(f"{n}-s{s}" for n in rows for s in range(4))
+    assert all(c["seeds"] == 4 for c in again.confirmation)
+    with open(out / "confirm.csv") as f:
+        assert next(r for r in csv.DictReader(f) if r["policy"] == "trial-1")["race"].startswith("stopped after 4")
 
 
 def test_random_sampler_is_the_control(cluster, small_cifar10, tmp_path):

@@ -13,7 +13,9 @@ def test_objective_and_time_limit_parsing():
     assert parse_objectives("acc") == (["val_acc"], ["max"])
     assert parse_objectives("acc,ece") == (["val_acc", "val_ece"], ["max", "min"])
     assert parse_objectives(("val_acc",)) == (["val_acc"], ["max"])
-    with pytest.raises(AutosoftError, match="unknown objective 'loss'; allowed: acc, ece, nll"):
+    assert parse_objectives("robust") == (["val_robust_acc"], ["max"])
+    assert parse_objectives("robust,ece") == (["val_robust_acc", "val_ece"], ["max", "min"])
+    with pytest.raises(AutosoftError, match="unknown objective 'loss'; allowed: robust, acc, ece, nll, occlusion, shift"):
         parse_objectives("acc,loss")
     with pytest.raises(AutosoftError, match="one or two different"):
         parse_objectives("acc,ece,nll")
