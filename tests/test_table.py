@@ -39,9 +39,10 @@ def test_a_re_exported_policy_keeps_its_runs_and_another_policy_is_refused(tmp_p
 
 def test_a_table_replaces_what_stands_between_its_markers_and_nothing_else(tmp_path):
     doc = tmp_path / "RESULTS.md"
-    doc.write_text("# R\n<!-- t:start -->\nold\n<!-- t:end -->\ntext\n<!-- u:start -->\nkept\n<!-- u:end -->\n")
+    other = "text\n<!-- u:start -->\nkept\n<!-- u:end -->\n"
+    doc.write_text("# R\n<!-- t:start -->\nold\n<!-- t:end -->\n" + other)
     table.write_between_markers(doc, "| a |\n|---|", "t")
-    assert doc.read_text() == "# R\n<!-- t:start -->\n| a |\n|---|\n<!-- t:end -->\ntext\n<!-- u:start -->\nkept\n<!-- u:end -->\n"
+    assert doc.read_text() == "# R\n<!-- t:start -->\n| a |\n|---|\n<!-- t:end -->\n" + other
     doc.write_text("<!-- t:start -->\n<!-- t:end -->\n<!-- t:start -->\n<!-- t:end -->\n")
     with pytest.raises(AutosoftError, match="expected one <!-- t:start --> line followed by one <!-- t:end --> line"):
         table.write_between_markers(doc, "x", "t")
