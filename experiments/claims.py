@@ -94,7 +94,8 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline", default="baseline", help="the row both gains are measured from")
     ap.add_argument("--pair", action="append", required=True, metavar="SOFT:HARD",
                     help="two rows that differ only in soft vs hard targets (repeatable)")
-    ap.add_argument("--readme", metavar="FILE", help="also write the report into FILE between its markers")
+    ap.add_argument("--doc", metavar="FILE",
+                    help="also write the report into FILE (experiments/RESULTS.md) between its markers")
     ap.add_argument("--marker", default="claims", help="FILE's markers: <!-- MARKER:start --> ... <!-- MARKER:end -->")
     args = ap.parse_args(argv)
     try:
@@ -104,8 +105,8 @@ def main(argv=None) -> int:
             if not (sep and soft and hard):
                 raise AutosoftError(f"--pair {item!r}: expected SOFT:HARD, two row names of the table")
             pairs.append((soft, hard))
-        if args.readme and not Path(args.readme).is_file():
-            raise AutosoftError(f"--readme {args.readme}: no such file")
+        if args.doc and not Path(args.doc).is_file():
+            raise AutosoftError(f"--doc {args.doc}: no such file")
         results = Path(args.results)
         if not results.is_dir():
             raise AutosoftError(f"--results {results}: no such folder")
@@ -114,8 +115,8 @@ def main(argv=None) -> int:
         command = "python experiments/claims.py " + " ".join(argv if argv is not None else sys.argv[1:])
         (results / "claims.md").write_text(f"{text}\n\nMade by `{command}`.\n")
         print(text)
-        if args.readme:
-            write_between_markers(Path(args.readme), text, args.marker)
+        if args.doc:
+            write_between_markers(Path(args.doc), text, args.marker)
     except AutosoftError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

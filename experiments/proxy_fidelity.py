@@ -10,6 +10,7 @@ measured training seconds and as nominal compute (images seen x the model's cost
     python experiments/proxy_fidelity.py                 # run what is missing, then the table
     python experiments/proxy_fidelity.py --table-only    # rebuild fidelity.md from finished runs
     python experiments/proxy_fidelity.py --dataset cifar100   # the same on the CIFAR-100 regime
+    python experiments/proxy_fidelity.py --table-only --doc experiments/RESULTS.md   # and its summary there
 
 Every run is an `autosoft train` run directory; a finished one is skipped and an unfinished
 one resumes, so the study completes across sessions. The target runs are the main table's
@@ -100,7 +101,7 @@ class Study:
     old_table: Path | None = None   # CIFAR-10: the old pipeline's policies join the panel
     # candidates no longer trained (their finished runs stay in the report)
     dropped: frozenset = field(default_factory=frozenset)
-    marker: str = "fidelity"        # the README markers --readme writes between
+    marker: str = "fidelity"        # the markers --doc writes between (experiments/RESULTS.md)
 
 
 STUDIES = {
@@ -302,7 +303,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", help="run only these regimes (target and/or proxy names)")
     ap.add_argument("--data-dir", help="data root (else $AUTOSOFT_DATA)")
     ap.add_argument("--table-only", action="store_true", help="only rebuild the report from finished runs")
-    ap.add_argument("--readme", metavar="FILE", help="also write the summary table into FILE between its fidelity markers")
+    ap.add_argument("--doc", metavar="FILE", help="also write the summary table into FILE (experiments/RESULTS.md) "
+                    "between its fidelity markers")
     args = ap.parse_args(argv)
     try:
         print(study(args))
@@ -326,10 +328,10 @@ def study(args) -> str:
     if not args.table_only:
         run_all(policies, regs, args.seeds, set(args.only or ()), st.dropped)
     report = write_report(st, collect(policies, regs, args.seeds), regs, args.seeds)
-    if args.readme:
+    if args.doc:
         from experiments.table import write_between_markers
         summary = report.split("\n\n")[0]  # the table of Spearman and cost per regime
-        write_between_markers(Path(args.readme), summary, st.marker)
+        write_between_markers(Path(args.doc), summary, st.marker)
     return report
 
 

@@ -24,7 +24,7 @@
 #
 #   bash experiments/search_evidence.sh DATASET TARGET TABLE_DIR SEARCH_DIR SEEDS MARKER [ROW...]
 #
-# SEEDS: the table's seeds ("0 1 2"); MARKER: the README's table markers (<!-- MARKER:start -->),
+# SEEDS: the table's seeds ("0 1 2"); MARKER: experiments/RESULTS.md's table markers (<!-- MARKER:start -->),
 # the claims go between <!-- claims-DATASET:... -->; ROW: more table rows (NAME=POLICY.json).
 # Env: BUDGET (default 202: the 5 baselines and 197 searched trials), PYTHON.
 set -euo pipefail
@@ -61,7 +61,7 @@ retrain () {  # the headline's last step, as a user runs it: the exported policy
 }
 
 table () {  # table ROW...
-  "$PY" experiments/table.py --config "$TARGET" --results "$TABLE" --seeds "${SEEDS[@]}" --readme README.md \
+  "$PY" experiments/table.py --config "$TARGET" --results "$TABLE" --seeds "${SEEDS[@]}" --doc experiments/RESULTS.md \
     --marker "$MARKER" --policy none baseline autoaugment-cifar10 randaugment trivialaugment softaug \
     softcrop-hard=experiments/policies/softcrop-hard.json "$@" "${EXTRA[@]}"
 }
@@ -80,4 +80,5 @@ table "$joint" "$random"
 search "$RESULTS/search-hard" autoaugment tpe --reuse-confirmation "$RESULTS/search-joint"
 table "$joint" "$random" "$hard"
 "$PY" experiments/claims.py --results "$TABLE" --seeds "${SEEDS[@]}" --baseline baseline \
-  --pair softaug:softcrop-hard --pair searched-best:searched-hard-best --readme README.md --marker "claims-$DATASET"
+  --pair softaug:softcrop-hard --pair searched-best:searched-hard-best --doc experiments/RESULTS.md \
+  --marker "claims-$DATASET"

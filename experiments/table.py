@@ -9,6 +9,9 @@ completed across sessions. Usage (what produced experiments/results/cifar10_cpu)
         --policy baseline autoaugment-cifar10 randaugment trivialaugment softaug
 
 A searched policy joins the table as NAME=PATH, e.g. searched=runs/search/policy.json.
+`--doc experiments/RESULTS.md --marker NAME` also writes the table there, between the lines
+<!-- NAME:start --> and <!-- NAME:end --> (experiments/search_evidence.sh does). With
+--table-only nothing is trained: the table is rebuilt from the finished runs.
 """
 
 from __future__ import annotations
@@ -151,7 +154,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--data-dir", help="data root (else $AUTOSOFT_DATA)")
     ap.add_argument("--table-only", action="store_true", help="only rebuild the table from finished runs")
-    ap.add_argument("--readme", metavar="FILE", help="also write the table into FILE between its table markers")
+    ap.add_argument("--doc", metavar="FILE",
+                    help="also write the table into FILE (experiments/RESULTS.md) between its markers")
     ap.add_argument("--marker", default="table", help="FILE's markers: <!-- MARKER:start --> ... <!-- MARKER:end -->")
     args = ap.parse_args(argv)
     try:
@@ -168,8 +172,8 @@ def main(argv=None) -> int:
         table = write_table(rows, results, config)
         print(table)
         plot(rows, results)
-        if args.readme:
-            write_between_markers(Path(args.readme), table, args.marker)
+        if args.doc:
+            write_between_markers(Path(args.doc), table, args.marker)
     except AutosoftError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

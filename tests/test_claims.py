@@ -27,9 +27,9 @@ def test_each_claim_is_measured_against_the_same_augmentation_with_hard_labels(t
     _table(tmp_path, {"baseline": [(0.70, 0.30, 0.10), (0.70, 0.32, 0.12)],
                       "hard": [(0.71, 0.31, 0.10), (0.73, 0.31, 0.10)],     # +2 top-1, +0 occlusion
                       "soft": [(0.73, 0.40, 0.04), (0.75, 0.40, 0.04)]})    # +4 top-1, +9 occlusion
-    readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- claims:start -->\nold\n<!-- claims:end -->\nrest\n")
-    r = _run("--results", tmp_path, "--seeds", 0, 1, 2, "--pair", "soft:hard", "--readme", readme)
+    doc = tmp_path / "RESULTS.md"
+    doc.write_text("intro\n<!-- claims:start -->\nold\n<!-- claims:end -->\nrest\n")
+    r = _run("--results", tmp_path, "--seeds", 0, 1, 2, "--pair", "soft:hard", "--doc", doc)
     assert r.returncode == 0, r.stderr
     top1, occlusion, ece = [line for line in r.stdout.splitlines() if line.startswith("| soft vs hard")]
     assert "(2 vs 2 seeds; baseline 2)" in top1
@@ -37,7 +37,7 @@ def test_each_claim_is_measured_against_the_same_augmentation_with_hard_labels(t
     assert "| +2.00 ± 1.00 | +4.00 ± 1.00 | 2.00x | yes | +2.00 ± 1.41 |" in top1
     assert "hard labels gain nothing, soft ones do | yes |" in occlusion and "+9.00 ±" in occlusion
     assert "| 10.00 ± 0.00 | 4.00 ± 0.00 | 0.40x | yes | -6.00 ± 0.00 |" in ece
-    text = readme.read_text()
+    text = doc.read_text()
     assert text.startswith("intro\n<!-- claims:start -->\n| pair") and text.endswith("<!-- claims:end -->\nrest\n")
     assert "\nold\n" not in text and (tmp_path / "claims.md").read_text().startswith("| pair")
 
@@ -55,7 +55,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     _table(tmp_path, {"baseline": [(0.7, 0.3, 0.1)] * 2, "hard": [(0.7, 0.3, 0.1)]})
     for args, message in [(("--pair", "soft"), "expected SOFT:HARD"),
                           (("--pair", "baseline:hard"), "row 'hard' has 1 finished run(s) among seeds 0 1 2"),
-                          (("--pair", "baseline:baseline", "--readme", tmp_path / "none.md"), "none.md: no such file")]:
+                          (("--pair", "baseline:baseline", "--doc", tmp_path / "none.md"), "none.md: no such file")]:
         r = _run("--results", tmp_path, *args)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert r.stderr.startswith("error: ") and message in r.stderr, r.stderr

@@ -1,6 +1,7 @@
 """experiments/table.py: a finished run counts for a row only if it trained that row's policy."""
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -34,3 +35,35 @@ def test_a_re_exported_policy_keeps_its_runs_and_another_policy_is_refused(tmp_p
     (tmp_path / "other.json").write_text(json.dumps(dict(other, name=exported.get("name"))))
     with pytest.raises(AutosoftError, match="holds a finished run of another policy than searched="):
         table.collect({"searched": str(tmp_path / "other.json")}, [0], tmp_path / "runs")
+
+
+def test_a_table_replaces_what_stands_between_its_markers_and_nothing_else(tmp_path):
+    doc = tmp_path / "RESULTS.md"
+    other = "text\n<!-- u:start -->\nkept\n<!-- u:end -->\n"
+    doc.write_text("# R\n<!-- t:start -->\nold\n<!-- t:end -->\n" + other)
+    table.write_between_markers(doc, "| a |\n|---|", "t")
+    assert doc.read_text() == "# R\n<!-- t:start -->\n| a |\n|---|\n<!-- t:end -->\n" + other
+    doc.write_text("<!-- t:start -->\n<!-- t:end -->\n<!-- t:start -->\n<!-- t:end -->\n")
+    with pytest.raises(AutosoftError, match="expected one <!-- t:start --> line followed by one <!-- t:end --> line"):
+        table.write_between_markers(doc, "x", "t")
+
+
+def test_results_md_has_every_marker_the_scripts_write_and_the_readme_none():
+    """search_cifar10.sh / search_cifar100.sh (through search_evidence.sh) and proxy_fidelity.py write
+    their tables into experiments/RESULTS.md; the README is a user's page and carries no results block."""
+    import proxy_fidelity
+
+    markers = ["table", "table-cifar100", "claims-cifar10", "claims-cifar100"] + \
+        [st.marker for st in proxy_fidelity.STUDIES.values()]
+    results = (ROOT / "experiments" / "RESULTS.md").read_text()
+    for marker in markers:
+        start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+        assert results.count(start) == 1 and results.count(end) == 1, marker
+        block = results.split(start)[1].split(end)[0]
+        assert block.strip().startswith("| ") and block.count("\n|") >= 3, f"{marker}: an empty table"
+    evidence = (ROOT / "experiments" / "search_evidence.sh").read_text()
+    assert evidence.count("--doc experiments/RESULTS.md") == 2 and "README.md" not in evidence
+    for script, marker in (("search_cifar10.sh", "table"), ("search_cifar100.sh", "table-cifar100")):
+        # the MARKER argument, right after the SEEDS one ("0 1 2")
+        assert re.search(rf'"[0-9 ]+" {marker}( |$)', (ROOT / "experiments" / script).read_text(), re.M), script
+    assert ":start -->" not in (ROOT / "README.md").read_text()
