@@ -427,7 +427,7 @@ def make_searcher(space, *, metrics, modes, sampler, study_name, storage, epochs
     from ray.tune.search.optuna import OptunaSearch
 
     from autosoft.policy import Policy, load_policy
-    from autosoft.search.record import finite
+    from autosoft.search.trials import finite
 
     def define_by_run(trial) -> dict:
         # Known policies are enqueued with a "fixed_policy" attribute: they need not be points of the space.
@@ -596,7 +596,7 @@ def make_live_view(searcher, *, budget: int, metric: str, mode: str, live: bool)
     """A Tune callback printing the state of the search, and recording each trial's error in the study."""
     from ray.tune import Callback
 
-    from autosoft.search.record import best_trial, complete_trials, state_counts
+    from autosoft.search.trials import best_trial, complete_trials, state_counts
 
     tty = sys.stdout.isatty()
 

@@ -1,9 +1,9 @@
 """The Optuna study: the record of a search and the source of truth for `--resume`.
 
 Everything here works on the study alone and needs no Ray: opening its storage,
-enqueuing the known policies, requeuing trials a kill cut short, the state of each
-trial, the rows of trials.csv, the exported policy.json with its provenance, and
-the plots. Trials carry their policy (as a dict, `policy`, and as text, `policy_text`),
+enqueuing the known policies, requeuing trials a kill cut short, the rows of
+trials.csv, the exported policy.json with its provenance, and the plots (the state of
+each trial: `autosoft.search.trials`). Trials carry their policy (as a dict, `policy`, and as text, `policy_text`),
 metrics, epochs, error, train loss per epoch (`train_loss`) and the Ray node they ran on
 (`node`, `node_ip`) as user attributes, and their validation score per validated epoch as
 intermediate values (one objective): what optuna-dashboard shows.
@@ -15,7 +15,6 @@ import csv
 import datetime as _dt
 import io
 import json
-import math
 import sys
 import warnings
 from pathlib import Path
@@ -24,47 +23,10 @@ from typing import TYPE_CHECKING
 from autosoft.errors import AutosoftError
 from autosoft.files import atomic_write_text
 from autosoft.search import compat
+from autosoft.search.trials import COUNTED, best_trial, complete_trials, state_counts, trial_state
 
 if TYPE_CHECKING:
     from autosoft.search.confirm import Candidate
-
-# A trial's state as trials.csv names it. Only these count towards the budget:
-COUNTED = ("complete", "stopped", "failed")
-# "interrupted": cut short by a kill, Ctrl-C or the time limit; its policy was enqueued again.
-_NAMES = {"COMPLETE": "complete", "PRUNED": "stopped", "FAIL": "failed", "RUNNING": "running",
-          "WAITING": "waiting"}
-
-
-def trial_state(trial) -> str:
-    """complete | stopped (by ASHA) | failed | interrupted | running | waiting: the one classification."""
-    if trial.user_attrs.get("interrupted"):
-        return "interrupted"
-    return _NAMES.get(trial.state.name, trial.state.name.lower())
-
-
-def state_counts(study) -> dict[str, int]:
-    """How many trials are complete, stopped and failed (the ones that count towards the budget)."""
-    counts = dict.fromkeys(COUNTED, 0)
-    for t in study.get_trials(deepcopy=False):
-        state = trial_state(t)
-        if state in counts:
-            counts[state] += 1
-    return counts
-
-
-def best_trial(trials, mode: str):
-    """The trial with the best first objective (`mode` "max" or "min"), or None."""
-    pick = max if mode == "max" else min
-    return pick(trials, key=lambda t: t.values[0], default=None)
-
-
-def complete_trials(study) -> list:
-    from optuna.trial import TrialState
-    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-
-
-def finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 # ---- the study --------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from autosoft.files import atomic_write_text
 from autosoft.search import compat, proxy as proxy_rules, record, settings as _settings
 from autosoft.search import confirm as confirm_stage
 from autosoft.search.spaces import load_space, make_sampler, sample_policies, space_id
+from autosoft.search.trials import best_trial, complete_trials, state_counts
 
 
 @dataclass
@@ -199,7 +200,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     # A resumed search must not draw the same random points again: offset the seed by the trials so far.
     trial_sampler = make_sampler(len(metrics), budget, seed + len(study.get_trials(deepcopy=False)), sampler)
     requeued = record.requeue_interrupted(study)
-    finished_before = sum(record.state_counts(study).values())
+    finished_before = sum(state_counts(study).values())
     remaining = budget - finished_before
     clock = StageTimes(out / "wall_times.jsonl")
     start = clock.started
@@ -257,7 +258,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
             finally:
                 record.requeue_interrupted(study)
 
-        best = record.best_trial(record.complete_trials(study), modes[0])
+        best = best_trial(complete_trials(study), modes[0])
         chance = proxy_rules.chance_note(best.values[0] if best else None,
                                          data.val.labels if data.val is not None else None, metrics[0])
         if chance and live:
@@ -265,7 +266,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
         extra = {"proxy_rules": proxy_notes, "target": target_cfg, "sampler": sampler}
         if chance:
             extra["chance"] = chance
-        finished = sum(record.state_counts(study).values())
+        finished = sum(state_counts(study).values())
         confirming = plan["top_k"] > 0 and finished >= budget and best is not None and not chance
         outputs = record.write_outputs(study, out, settings, metrics, modes, extra=extra,
                                        policy_file="proxy_best.json" if confirming else "policy.json")
