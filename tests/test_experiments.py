@@ -63,7 +63,7 @@ def test_full_mode_runs_the_headline_command_and_a_wrn28_10_retrain(tmp_path):
 
 
 def test_committed_configs_and_the_sizing_arithmetic():
-    from autosoft.search.compat import _fits
+    from autosoft.search.tune_glue import _fits
     from autosoft.search.proxy import target_config
     from autosoft.train import TrainConfig
 

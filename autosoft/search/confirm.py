@@ -190,7 +190,7 @@ def write_outputs(confirmed: Sequence[Confirmed], verdict: Verdict, out: Path, m
 def _confirm_run(config: dict, policy: dict, run_dir: str) -> dict:
     """One confirmation run (in a Ray worker): an ordinary, resumable `autosoft train` run."""
     from autosoft.policy import Policy
-    from autosoft.search.compat import worker_config
+    from autosoft.search.tune_glue import worker_config
     from autosoft.train import TrainConfig, train
     return train(TrainConfig.from_dict(worker_config(config)), Policy.from_dict(policy, source=run_dir),
                  run_dir=run_dir, quiet=True)
@@ -222,7 +222,7 @@ def reuse_runs(folder: Path, candidates: Sequence[Candidate], config: dict, seed
     import torch
 
     from autosoft.policy import Policy
-    from autosoft.search.compat import trial_device
+    from autosoft.search.tune_glue import trial_device
     from autosoft.train import RunDir, TrainConfig
 
     if not sources:

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 from autosoft.errors import AutosoftError
 from autosoft.files import atomic_write_text
-from autosoft.search import compat
+from autosoft.search.optuna_workarounds import set_trial_user_attr
+from autosoft.search.ray_cluster import ray_version
 from autosoft.search.trials import COUNTED, best_trial, complete_trials, state_counts, trial_state
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def requeue_interrupted(study) -> int:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         fixed = t.user_attrs.get("fixed_policy")
         study.enqueue_trial(t.params, user_attrs={"fixed_policy": fixed} if fixed else None)
-        compat.set_trial_user_attr(study, t, "interrupted", True)
+        set_trial_user_attr(study, t, "interrupted", True)
         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         n += 1
     return n
@@ -138,7 +139,7 @@ def versions() -> dict:
     import torch
 
     from autosoft import __version__
-    return {"autosoft": __version__, "torch": torch.__version__, "ray": compat.ray_version(),
+    return {"autosoft": __version__, "torch": torch.__version__, "ray": ray_version(),
             "optuna": optuna.__version__, "python": sys.version.split()[0]}
 
 

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from autosoft.errors import AutosoftError
 from autosoft.files import atomic_write_text
-from autosoft.search import compat, proxy as proxy_rules, record, settings as _settings
+from autosoft.search import live_view, proxy as proxy_rules, ray_cluster, record, settings as _settings, tune_glue
 from autosoft.search import confirm as confirm_stage
 from autosoft.search.spaces import load_space, make_sampler, sample_policies, space_id
 from autosoft.search.trials import best_trial, complete_trials, state_counts
@@ -168,7 +168,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     proxy_cfg, proxy_notes = _settings.proxy_config(dataset, proxy, target=target_cfg, n_train=n_train, seed=seed,
                                                     data_dir=data_dir, threads=threads,
                                                     early_stopping=early_stopping)
-    cpus, gpus = compat.trial_resources(cpus_per_trial, gpus_per_trial, proxy_cfg)
+    cpus, gpus = tune_glue.trial_resources(cpus_per_trial, gpus_per_trial, proxy_cfg)
     plan = _settings.confirmation_plan(confirm, confirm_seeds, confirm_fidelity, on_gpu=gpus > 0)
     confirm_cfg = proxy_rules.confirmation_config(target_cfg, proxy_cfg, plan["fidelity"])
     fresh = {"dataset": dataset, "space": space_id(space), "objectives": metrics, "proxy": proxy_cfg,
@@ -189,8 +189,8 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     # A bad --storage URL fails before anything is written (a sqlite file in a folder still to be made: after).
     db = record.sqlite_file(storage) if storage else None
     rdb = record.open_storage(storage) if storage and (db is None or db.parent.is_dir()) else None
-    compat.check_ray_address(ray_address)  # a cluster that is not there: fail in seconds, not minutes
-    compat.check_fits(cpus, gpus, ray_address)  # a GPU share with no GPU
+    ray_cluster.check_ray_address(ray_address)  # a cluster that is not there: fail in seconds, not minutes
+    tune_glue.check_fits(cpus, gpus, ray_address)  # a GPU share with no GPU
 
     settings = _settings.save_settings(out, resume=resume, fresh=fresh)
     study_url = settings["storage"] or f"sqlite:///{out / 'study.db'}"
@@ -228,16 +228,16 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     verdict = confirmed = chance = None
     try:
         if remaining > 0:
-            started_ray = compat.init_ray(ray_address)
-            concurrent = max_concurrent or compat.max_concurrent(cpus, gpus)
+            started_ray = ray_cluster.init_ray(ray_address)
+            concurrent = max_concurrent or tune_glue.max_concurrent(cpus, gpus)
             stopped: set[str] = set()
-            searcher = compat.make_searcher(space_obj, metrics=metrics, modes=modes, sampler=trial_sampler,
-                                            study_name=settings["study_name"], storage=rdb,
+            searcher = tune_glue.make_searcher(space_obj, metrics=metrics, modes=modes, sampler=trial_sampler,
+                                               study_name=settings["study_name"], storage=rdb,
                                             epochs=proxy_cfg["epochs"], stopped=stopped)
             scheduler = None if early_stopping == "off" else \
-                compat.make_scheduler(proxy_cfg["epochs"], stopped, proxy_rules.ASHA_GRACE)
-            view = compat.make_live_view(searcher, budget=budget, metric=metrics[0], mode=modes[0], live=live)
-            trainable = tune.with_resources(tune.with_parameters(compat.run_trial, proxy=proxy_cfg, data=data),
+                tune_glue.make_scheduler(proxy_cfg["epochs"], stopped, proxy_rules.ASHA_GRACE)
+            view = live_view.make_live_view(searcher, budget=budget, metric=metrics[0], mode=modes[0], live=live)
+            trainable = tune.with_resources(tune.with_parameters(tune_glue.run_trial, proxy=proxy_cfg, data=data),
                                             {"cpu": cpus, "gpu": gpus})
             run_index = len(list((out / "ray").glob("run-*"))) + 1 if (out / "ray").exists() else 1
             tuner = tune.Tuner(
@@ -253,7 +253,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
                     failure_config=tune.FailureConfig(max_failures=0)),
             )
             try:
-                with clock.stage("trials"), compat.quiet_tune():
+                with clock.stage("trials"), live_view.quiet_tune():
                     tuner.fit()
             finally:
                 record.requeue_interrupted(study)
@@ -276,7 +276,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
         if confirming:
             def start_ray():
                 nonlocal started_ray
-                started_ray = started_ray or compat.init_ray(ray_address)
+                started_ray = started_ray or ray_cluster.init_ray(ray_address)
             verdict, confirmed = _confirm(study, out, settings, plan, confirm_cfg, metrics, modes,
                                           cpus=cpus, gpus=gpus, max_concurrent=max_concurrent, live=live,
                                           reuse_from=reuse_from, clock=clock, start_ray=start_ray)
@@ -340,7 +340,7 @@ def _confirm(study, out: Path, settings: dict, plan: dict, config: dict, metrics
             start_ray()
             finals, errors = confirm_stage.run_confirmation(
                 candidates, config, seeds, folder, cpus=cpus, gpus=gpus,
-                max_concurrent=max_concurrent or compat.max_concurrent(cpus, gpus), on_done=on_done)
+                max_concurrent=max_concurrent or tune_glue.max_concurrent(cpus, gpus), on_done=on_done)
     else:
         finals, errors = finished, {}
     confirmed = confirm_stage.summarize(candidates, finals, metrics[0])

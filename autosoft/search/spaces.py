@@ -157,7 +157,7 @@ def make_sampler(n_objectives: int, budget: int, seed: int, kind: str = "tpe"):
         raise AutosoftError(f"unknown sampler {kind!r}; allowed: {', '.join(SAMPLERS)}")
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    from autosoft.search.compat import picklable_nsga2_sampler, quiet_experimental_warnings
+    from autosoft.search.optuna_workarounds import picklable_nsga2_sampler, quiet_experimental_warnings
     if n_objectives > 1:
         return picklable_nsga2_sampler(population_size=max(4, min(50, budget // 4)), seed=seed)
     with quiet_experimental_warnings():  # multivariate and group are "experimental" in Optuna; TPE is the point
