@@ -18,16 +18,12 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from autosoft.errors import AutosoftError
 from autosoft.files import atomic_write_text
 from autosoft.search.optuna_workarounds import set_trial_user_attr
 from autosoft.search.ray_cluster import ray_version
 from autosoft.search.trials import COUNTED, best_trial, complete_trials, state_counts, trial_state
-
-if TYPE_CHECKING:
-    from autosoft.search.confirm import Candidate
 
 
 # ---- the study --------------------------------------------------------------------------
@@ -144,11 +140,12 @@ def versions() -> dict:
 
 
 def export_policy(trial, path: Path, *, settings: dict, metrics: list[str], finished: int, out: Path,
-                  extra: dict | None = None, known: Candidate | None = None) -> Path:
+                  extra: dict | None = None, known=None) -> Path:
     """The trial's policy as a policy file, with where it came from (`provenance`, plus `extra`).
 
-    `trial` None: the confirmation candidate `known` (a baseline added on resume after the
-    budget was spent) won without a proxy trial; it has no proxy scores.
+    `trial` None: the confirmation candidate `known` (a `confirm.Candidate`: its name and
+    policy; a baseline added on resume after the budget was spent) won without a proxy trial;
+    it has no proxy scores.
     """
     from autosoft.policy import Policy
 
