@@ -135,7 +135,7 @@ def _print_final(final: dict, out: Path | None) -> None:
 
 
 def _eval(args) -> int:
-    from autosoft.train import evaluate_run
+    from autosoft.evaluation import evaluate_run
     final = evaluate_run(args.checkpoint, data_dir=args.data_dir, device=args.device)
     _print_final(final, None)
     return 0
