@@ -51,16 +51,6 @@ class TrainingDiverged(AutosoftError):
     """The loss became NaN or infinite (usually: the learning rate is too high)."""
 
 
-# Proxy tasks for search. cpu: sized so a budget-200 search fits in about an hour on
-# 2 cores (a trial is seconds); gpu: the AutoAugment literature's WRN-40-2 on 4,000 images.
-PROXY_PRESETS: dict[str, dict] = {
-    "cpu": {"model": "proxy", "model_kwargs": {"width": 16}, "epochs": 15, "batch_size": 256, "lr": 0.2,
-            "warmup_epochs": 1, "train_size": 5000, "val_size": 1000, "eval_test": False},
-    "gpu": {"model": "wrn40_2", "epochs": 40, "batch_size": 128, "lr": 0.1, "warmup_epochs": 2,
-            "train_size": 4000, "val_size": 5000, "eval_test": False},
-}
-
-
 class TrainData(NamedTuple):
     train: Dataset
     val: Dataset | None

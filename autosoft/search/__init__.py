@@ -16,8 +16,8 @@ enqueued again), never a finished one; finished confirmation runs are kept likew
 
 Modules, one job each (importing any of them imports neither Ray nor Optuna):
     spaces      load, join and sample search spaces; the sampler
-    proxy       the target, the proxy derived from it, the confirmation config, the chance check
-    settings    budget, time limit, objectives, proxy task, baselines, confirmation plan, the --resume check
+    proxy       the target, the proxy (derived from it, or a preset), the confirmation config, the chance check
+    settings    budget, time limit, objectives, baselines, confirmation plan, the --resume check
     trials      a trial's state, the counts that spend the budget, the best trial
     record      the Optuna study: storage, requeue, trials.csv, policy files, plots
     confirm     the confirmation stage: candidates, runs on Ray, verdict, confirm.csv and confirm.png
@@ -44,7 +44,8 @@ Output folder:
 
 from autosoft.search.ray_cluster import init_ray
 from autosoft.search.run import SearchResult, run_search
-from autosoft.search.settings import OBJECTIVES, parse_objectives, parse_time_limit, proxy_config
+from autosoft.search.proxy import proxy_config
+from autosoft.search.settings import OBJECTIVES, parse_objectives, parse_time_limit
 from autosoft.search.spaces import (SPACE_NAMES, SPACES_DIR, SearchSpace, describe_spaces, load_space,
                                     make_sampler, sample_policies)
 

@@ -165,9 +165,9 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     train_set = open_train_split(TrainConfig.from_dict({**target_cfg, "download": download}))
     n_train = len(train_set)
     threads = max(1, int(cpus_per_trial)) if cpus_per_trial else 1
-    proxy_cfg, proxy_notes = _settings.proxy_config(dataset, proxy, target=target_cfg, n_train=n_train, seed=seed,
-                                                    data_dir=data_dir, threads=threads,
-                                                    early_stopping=early_stopping)
+    proxy_cfg, proxy_notes = proxy_rules.proxy_config(dataset, proxy, target=target_cfg, n_train=n_train, seed=seed,
+                                                      data_dir=data_dir, threads=threads,
+                                                      early_stopping=early_stopping)
     cpus, gpus = tune_glue.trial_resources(cpus_per_trial, gpus_per_trial, proxy_cfg)
     plan = _settings.confirmation_plan(confirm, confirm_seeds, confirm_fidelity, on_gpu=gpus > 0)
     confirm_cfg = proxy_rules.confirmation_config(target_cfg, proxy_cfg, plan["fidelity"])

@@ -1,5 +1,6 @@
 """The settings of a search, each checked here and only here: budget, time limit, objectives,
-proxy task, known baselines, the output folder and the `--resume` compatibility check.
+known baselines, the output folder and the `--resume` compatibility check (the proxy task:
+`autosoft.search.proxy`).
 
 >>> parse_time_limit("30m")
 1800.0
@@ -88,54 +89,6 @@ def choose_baselines(enqueue_baselines: bool | Sequence[str], samples: list) -> 
         soft = any(p.soft_targets is not None for p in samples)
         return list(BASELINES_SOFT if soft else BASELINES_HARD)
     return list(enqueue_baselines or [])
-
-
-def proxy_config(dataset: str, proxy: str | dict = "auto", *, target: dict, n_train: int, seed: int = 0,
-                 data_dir=None, threads: int | None = None, early_stopping: str = "off") -> tuple[dict, list[str]]:
-    """The proxy task's TrainConfig as a dict, and how it was made, in words.
-
-    "auto" derives it from `target` (see `autosoft.search.proxy`); "cpu" / "gpu" start from a
-    fixed preset instead. `proxy` may be a dict of overrides with an optional "preset" key.
-    """
-    from autosoft.data import TEST_FRACTION
-    from autosoft.search.proxy import derive_proxy
-    from autosoft.train import PROXY_PRESETS, TrainConfig
-
-    overrides = dict(proxy) if isinstance(proxy, dict) else {"preset": proxy}
-    preset = overrides.pop("preset", "auto")
-    if preset == "auto":
-        base, notes = derive_proxy(target, n_train)
-        notes = ["derived from the target"] + notes
-    elif preset in PROXY_PRESETS:
-        base, notes = PROXY_PRESETS[preset], [f"the {preset!r} preset"]
-    else:
-        raise AutosoftError(f"unknown proxy preset {preset!r}; allowed: auto (derived from the target), "
-                            f"{', '.join(PROXY_PRESETS)}")
-    if overrides:
-        notes.append("overridden: " + ", ".join(sorted(overrides)))
-    # Without early stopping only a trial's final score is used; ASHA scores every epoch.
-    if early_stopping == "off":
-        base = {**base, "val_every": 0}
-        notes.append("validated after the last epoch only")
-    elif overrides.get("val_every", 1) != 1:
-        raise AutosoftError(f"proxy val_every: early stopping ({early_stopping}) scores every epoch; "
-                            f"expected 1, got {overrides['val_every']!r}")
-    # The proxy sees the target's images: the same size, the same test split held out (a preset too).
-    same_data = {k: target.get(k, default) for k, default in (("image_size", None), ("test_fraction", TEST_FRACTION))}
-    for key, value in same_data.items():
-        if key in overrides and overrides[key] != value:
-            raise AutosoftError(f"proxy {key} {overrides[key]!r} differs from the target's {value!r}: a policy is "
-                                f"searched on the images it is for; set it for both with --{key.replace('_', '-')}")
-    config = {**base, **overrides, **same_data, "dataset": dataset, "seed": seed, "data_dir": data_dir,
-              "eval_test": False}
-    if threads is not None:
-        config["threads"] = threads
-    train_config = TrainConfig.from_dict(config)
-    train_config.validate()
-    if not train_config.val_size:
-        raise AutosoftError("proxy val_size: expected > 0; the search scores on a validation split carved "
-                            "from train, never on the test split")
-    return train_config.to_dict(), notes
 
 
 def confirmation_plan(top_k: int | None, seeds: int | None, fidelity: float, *, on_gpu: bool) -> dict:
