@@ -35,6 +35,7 @@ __all__ = [
     "train_val_split",
     "stratified_subset",
     "channel_mean_std",
+    "resize_images",
 ]
 
 DATASET_NAMES = ["cifar10", "cifar100", "cifar100-coarse", "svhn"]
@@ -187,7 +188,7 @@ def open_split(name: str, split: str, *, data_dir=None, download: bool = False, 
                             f"{_OFFICIAL_COUNTS[name][split]} (strict=True)")
     if image_size is not None and image_size != ds.images.shape[-1]:
         check_memory(len(ds), ds.images.shape[1], image_size, f"{name} {split}")
-        ds = Dataset(ds.name, _resize(ds.images, image_size), ds.labels, ds.classes)
+        ds = Dataset(ds.name, resize_images(ds.images, image_size), ds.labels, ds.classes)
     return ds
 
 
@@ -498,7 +499,7 @@ def decode_images(files: list, size: int, *, what: str = "image folder", workers
     return torch.from_numpy(out)
 
 
-def _resize(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
+def resize_images(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
     """Antialiased bilinear resize of uint8 (N, C, H, W) to (N, C, size, size), in chunks to bound memory."""
     out = torch.empty((len(images), images.shape[1], size, size), dtype=torch.uint8, device=images.device)
     for i in range(0, len(images), chunk):

@@ -281,14 +281,14 @@ def write_preview(policy, path, *, dataset: str, data_dir=None, download=False, 
     import torch
 
     from autosoft.augment import PolicyAugment
-    from autosoft.data import _resize, load_dataset
+    from autosoft.data import load_dataset, resize_images
 
     folder = dataset.startswith("imagefolder:")  # decoded at the size asked; a packed set is resized below
     ds = load_dataset(dataset, "train", data_dir=data_dir, download=download,
                       image_size=image_size if folder else None)
     images, labels = ds.images[:n_images], ds.labels[:n_images]
     if image_size is not None and images.shape[-1] != image_size:
-        images = _resize(images, image_size)  # only the images shown, not the whole split
+        images = resize_images(images, image_size)  # only the images shown, not the whole split
     augment = PolicyAugment(policy, ds.num_classes)
     gen = torch.Generator().manual_seed(seed)
     rows, captions = [images], [ds.classes[int(y)][:10] for y in labels]
