@@ -60,7 +60,7 @@ def _show(args) -> int:
     if args.json:
         print(policy.to_json())
     if args.preview:
-        from autosoft.plots import write_preview
+        from autosoft.preview import write_preview
         path = write_preview(policy, args.preview, dataset=args.dataset, data_dir=args.data_dir,
                              download=args.download, seed=args.seed, image_size=args.image_size)
         print(f"preview written to {path}")

@@ -3,7 +3,6 @@ import subprocess
 import sys
 
 import pytest
-from PIL import Image
 
 from autosoft.cli import main
 
@@ -25,23 +24,6 @@ def test_show_policies_lists_builtins(capsys):
     assert main(["show", "policies"]) == 0
     out = capsys.readouterr().out
     assert all(f"Policy({n}" in out for n in ("none", "baseline", "randaugment", "trivialaugment", "softaug"))
-
-
-def test_preview_writes_a_grid(small_cifar10, tmp_path, capsys):
-    path = tmp_path / "grid.png"
-    assert main(["show", "softaug", "--preview", str(path), "--data-dir", str(small_cifar10)]) == 0
-    with Image.open(path) as im:
-        assert im.size[0] > 200 and im.size[1] > 200
-
-
-
-def test_preview_shows_the_images_at_the_size_training_would_use(small_cifar10, tmp_path, monkeypatch):
-    from autosoft import plots
-    shown = []
-    monkeypatch.setattr(plots, "image_grid", lambda images, path, **kw: shown.append(images.shape) or path)
-    for size in ([], ["--image-size", "64"]):
-        assert main(["show", "softaug", "--preview", str(tmp_path / "g.png"), "--data-dir", str(small_cifar10), *size]) == 0
-    assert [tuple(s) for s in shown] == [(40, 3, 32, 32), (40, 3, 64, 64)]  # 8 originals + 4 draws of 8
 
 
 @pytest.mark.parametrize("content, message", [
