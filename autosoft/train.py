@@ -25,7 +25,7 @@ import torch
 
 from autosoft.augment import PolicyAugment, mix_batch
 from autosoft.config import FEW_STEPS, SCHEDULES, TrainConfig, check_model, few_steps_warning, resolve_device
-from autosoft.data import Dataset, ImageFiles, channel_mean_std, open_split, split_indices
+from autosoft.data import Dataset, ImageFiles, channel_mean_std, open_split
 from autosoft.errors import AutosoftError
 from autosoft.files import atomic_write_json
 from autosoft.metrics import evaluate, predict_logits, validation_metrics
@@ -34,6 +34,7 @@ from autosoft.policy import Policy, load_policy
 from autosoft.process import keep_freed_memory
 from autosoft.rundir import RunDir, environment_info, with_defaults, write_plots
 from autosoft.soft_targets import smooth_rows, soft_target_cross_entropy
+from autosoft.splits import split_indices
 
 __all__ = [
     # the loop
