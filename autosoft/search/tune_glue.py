@@ -44,17 +44,17 @@ def check_fits(cpus: float, gpus: float, address: str | None) -> None:
     `init_ray` would start (all CPUs, the visible GPUs); a cluster to join is checked once joined."""
     import ray
     if ray.is_initialized():
-        _fits(ray.cluster_resources(), cpus, gpus)
+        trials_that_fit(ray.cluster_resources(), cpus, gpus)
     elif not address or address == "local":
         import torch
-        _fits({"CPU": os.cpu_count() or 1, "GPU": torch.cuda.device_count()}, cpus, gpus,
+        trials_that_fit({"CPU": os.cpu_count() or 1, "GPU": torch.cuda.device_count()}, cpus, gpus,
               where="this machine (where a local Ray would start)")
 
 
 def max_concurrent(cpus: float, gpus: float) -> int:
     """How many trials the running Ray cluster fits at once."""
     import ray
-    return _fits(ray.cluster_resources(), cpus, gpus)
+    return trials_that_fit(ray.cluster_resources(), cpus, gpus)
 
 
 # ray 2.60.0 counts resources in fixed point, in units of 1/10,000 (`ray._raylet.RESOURCE_UNIT_SCALING`):
@@ -71,7 +71,9 @@ def _how_many(total: float, share: float) -> int:
     return _units(total) // _units(share)
 
 
-def _fits(total: dict, cpus: float, gpus: float, where: str = "the Ray cluster") -> int:
+def trials_that_fit(total: dict, cpus: float, gpus: float, where: str = "the Ray cluster") -> int:
+    """How many trials of `cpus` and `gpus` each fit at once in `total` (Ray's resource dict,
+    e.g. {"CPU": 16, "GPU": 1}), counted as Ray counts them; none: an error naming `where`."""
     for name, share in (("cpus", cpus), ("gpus", gpus)):
         if share and _units(share) == 0:
             raise AutosoftError(f"resources per trial: {name}={share} is finer than Ray's resolution of "

@@ -3,24 +3,24 @@
 import pytest
 
 from autosoft.errors import AutosoftError
-from autosoft.search.tune_glue import _fits, epochs_done, trial_device, trial_resources
+from autosoft.search.tune_glue import trials_that_fit, epochs_done, trial_device, trial_resources
 
 
 @pytest.mark.parametrize("share, fits", [(0.25, 4), (0.2, 5), (0.1, 10), (0.125, 8), (1 / 3, 3), (0.3, 3), (1, 1)])
 def test_gpu_shares_are_counted_as_ray_counts_them(share, fits):
     # Float floor division says 1 // 0.2 == 4 and 1 // 0.1 == 9: a search sharing one GPU five
     # or ten ways ran one trial fewer at a time than Ray would have placed.
-    assert _fits({"CPU": 16, "GPU": 1}, 1, share) == fits
-    assert _fits({"CPU": 16, "GPU": 2}, 1, share) == min(16, 2 * fits)
+    assert trials_that_fit({"CPU": 16, "GPU": 1}, 1, share) == fits
+    assert trials_that_fit({"CPU": 16, "GPU": 2}, 1, share) == min(16, 2 * fits)
 
 
 def test_cpu_shares_and_limits():
-    assert _fits({"CPU": 2}, 0.1, 0) == 20
-    assert _fits({"CPU": 16, "GPU": 1}, 3, 0.125) == 5  # the CPUs are the limit
+    assert trials_that_fit({"CPU": 2}, 0.1, 0) == 20
+    assert trials_that_fit({"CPU": 16, "GPU": 1}, 3, 0.125) == 5  # the CPUs are the limit
     with pytest.raises(AutosoftError, match="needs 1 CPU and 0.5 GPU but the Ray cluster has 16 CPU and 0 GPU"):
-        _fits({"CPU": 16}, 1, 0.5)
+        trials_that_fit({"CPU": 16}, 1, 0.5)
     with pytest.raises(AutosoftError, match="finer than Ray's resolution"):
-        _fits({"CPU": 16, "GPU": 1}, 1, 0.00001)
+        trials_that_fit({"CPU": 16, "GPU": 1}, 1, 0.00001)
 
 
 def test_trial_resources_defaults_and_checks():
