@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 
 from autosoft.errors import AutosoftError
+from autosoft.metrics import reliability_bins
 
 __all__ = [
     "reliability_diagram",
@@ -50,8 +51,6 @@ def reliability_diagram(probs: torch.Tensor, labels: torch.Tensor, path, *, n_bi
                         title: str | None = None) -> Path:
     """Reliability diagram of probabilities (N, K) vs labels (N,): accuracy per confidence bin,
     gap to the diagonal shaded, ECE in the legend, sample counts per bin below."""
-    from autosoft.metrics import reliability_bins
-
     return reliability_diagram_from_bins(reliability_bins(probs, labels, n_bins), path, title=title)
 
 

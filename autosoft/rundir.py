@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from autosoft import __version__
+from autosoft import __version__, plots
 from autosoft.config import TrainConfig
 from autosoft.errors import AutosoftError
 from autosoft.files import atomic_path, atomic_write_json, atomic_write_text
@@ -121,7 +121,6 @@ def with_defaults(saved) -> dict | None:
 
 def write_plots(folder: Path, history: list[dict], reliability: dict | None) -> None:
     """Training curves and the test reliability diagram, as PNGs a person can look at."""
-    from autosoft import plots
     if history:
         plots.training_curves(history, folder / "training_curves.png")
     if reliability is not None:

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from autosoft.search.trials import best_trial, complete_trials, state_counts
+
 
 def error_line(trial) -> str:
     """The trial's exception as one line, e.g. 'TrainingDiverged: training diverged in epoch 2 ...'.
@@ -43,8 +45,6 @@ def error_line(trial) -> str:
 def make_live_view(searcher, *, budget: int, metric: str, mode: str, live: bool):
     """A Tune callback printing the state of the search, and recording each trial's error in the study."""
     from ray.tune import Callback
-
-    from autosoft.search.trials import best_trial, complete_trials, state_counts
 
     tty = sys.stdout.isatty()
 

@@ -9,6 +9,7 @@ NSGA-II sampler that Ray Tune can pickle (`picklable_nsga2_sampler`).
 from __future__ import annotations
 
 import functools
+import threading
 import warnings
 from contextlib import contextmanager
 
@@ -56,7 +57,6 @@ def _nsga2_class():
 
 
 def _restore_nsga2(state: dict):
-    import threading
     cls = _nsga2_class()
     sampler = cls.__new__(cls)
     vars(sampler).update(state, _thread_lock=threading.Lock())

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
+import threading
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 
 from autosoft.errors import AutosoftError
@@ -22,10 +25,9 @@ from autosoft.errors import AutosoftError
 
 def ray_version() -> str:
     """Ray's version for provenance, read from the installed package metadata: no `import ray`."""
-    from importlib.metadata import PackageNotFoundError, version
     try:
-        return version("ray")
-    except PackageNotFoundError:
+        return metadata.version("ray")
+    except metadata.PackageNotFoundError:
         return "not installed"
 
 
@@ -72,7 +74,6 @@ def check_ray_address(address: str | None, timeout_s: float = RAY_CONNECT_TIMEOU
     "Failed to connect to Ray cluster". A port that answers but is no Ray GCS fails after
     `RAY_PROBE_TIMEOUT_S`.
     """
-    import socket
     if not address or address == "local":
         return
     use_ray_token()
@@ -184,8 +185,6 @@ def _probe_gcs(address: str, target: str, timeout_s: float = RAY_PROBE_TIMEOUT_S
     10 ms, AuthenticationError at once on a missing or wrong token) but waits 40 s on a port that
     is no GCS, so it runs in a thread; its C++ warnings on stderr are silenced meanwhile.
     """
-    import threading
-
     from ray._raylet import GcsClient
     from ray.exceptions import AuthenticationError
 

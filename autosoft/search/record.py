@@ -19,8 +19,12 @@ import sys
 import warnings
 from pathlib import Path
 
+import torch
+
+from autosoft import __version__, plots
 from autosoft.errors import AutosoftError
 from autosoft.files import atomic_write_text
+from autosoft.policy import Policy
 from autosoft.search.optuna_workarounds import set_trial_user_attr
 from autosoft.search.ray_cluster import ray_version
 from autosoft.search.trials import COUNTED, best_trial, complete_trials, state_counts, trial_state
@@ -132,9 +136,6 @@ def write_csv(rows: list[dict], path: Path) -> Path:
 # ---- policy.json ------------------------------------------------------------------------
 def versions() -> dict:
     import optuna
-    import torch
-
-    from autosoft import __version__
     return {"autosoft": __version__, "torch": torch.__version__, "ray": ray_version(),
             "optuna": optuna.__version__, "python": sys.version.split()[0]}
 
@@ -147,8 +148,6 @@ def export_policy(trial, path: Path, *, settings: dict, metrics: list[str], fini
     policy; a baseline added on resume after the budget was spent) won without a proxy trial;
     it has no proxy scores.
     """
-    from autosoft.policy import Policy
-
     if trial is None:
         fixed, number, scores, data = known.name, None, {}, dict(known.policy)
     else:
@@ -216,7 +215,6 @@ def trial_of(study, candidate_name: str):
 
 def plot_trials(out: Path, rows: list[dict], metrics: list[str], modes: list[str]) -> None:
     """search_history.png (and pareto_front.png with two objectives) from the finished rows."""
-    from autosoft import plots
     if not rows:
         return
     # Stopped trials show their score when ASHA stopped them; failed ones have none.

@@ -15,7 +15,13 @@ import json
 import os
 from pathlib import Path
 
+import torch
+
+from autosoft.config import TrainConfig
 from autosoft.errors import AutosoftError
+from autosoft.policy import Policy, load_policy
+from autosoft.search.trials import finite
+from autosoft.train import train
 
 
 def epochs_done(result: dict | None, default: int) -> int:
@@ -34,7 +40,6 @@ def trial_resources(cpus_per_trial, gpus_per_trial, proxy: dict) -> tuple[float,
 
 
 def _has_gpu() -> bool:
-    import torch
     return torch.cuda.is_available()
 
 
@@ -46,7 +51,6 @@ def check_fits(cpus: float, gpus: float, address: str | None) -> None:
     if ray.is_initialized():
         trials_that_fit(ray.cluster_resources(), cpus, gpus)
     elif not address or address == "local":
-        import torch
         trials_that_fit({"CPU": os.cpu_count() or 1, "GPU": torch.cuda.device_count()}, cpus, gpus,
               where="this machine (where a local Ray would start)")
 
@@ -96,8 +100,6 @@ def run_trial(config: dict, *, proxy: dict, data) -> None:
     """
     import ray
     from ray import tune
-    from autosoft.policy import Policy
-    from autosoft.train import TrainConfig, train
 
     node_id = ray.get_runtime_context().get_node_id()
     losses: list[float] = []
@@ -131,7 +133,6 @@ def trial_device(device: str, gpu_ids, cuda_available: bool) -> str:
 def worker_config(config: dict) -> dict:
     """A train config as a Ray worker should run it (see `trial_device`); call it inside the worker."""
     import ray
-    import torch
     device = trial_device(config.get("device", "auto"), ray.get_gpu_ids(), torch.cuda.is_available())
     return config if device == config.get("device", "auto") else {**config, "device": device}
 
@@ -146,9 +147,6 @@ def make_searcher(space, *, metrics, modes, sampler, study_name, storage, epochs
     """
     from optuna.trial import TrialState
     from ray.tune.search.optuna import OptunaSearch
-
-    from autosoft.policy import Policy, load_policy
-    from autosoft.search.trials import finite
 
     def define_by_run(trial) -> dict:
         # Known policies are enqueued with a "fixed_policy" attribute: they need not be points of the space.
