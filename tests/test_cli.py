@@ -61,7 +61,7 @@ def test_flags_overlay_the_config_file_for_train_and_search(tmp_path):
 
 
 def test_image_size_and_test_fraction_flags_for_train_and_search(monkeypatch, capsys):
-    import autosoft.search
+    import autosoft.cli
     from autosoft.cli import _train_config, build_parser, main
     from autosoft.errors import AutosoftError
     args = build_parser().parse_args(["train", "--image-size", "48", "--test-fraction", "0.3"])
@@ -73,7 +73,7 @@ def test_image_size_and_test_fraction_flags_for_train_and_search(monkeypatch, ca
     def fake_search(**kwargs):  # the search gets them for its target (and so its proxy), not as proxy overrides
         seen.update(kwargs)
         raise AutosoftError("stop here")
-    monkeypatch.setattr(autosoft.search, "run_search", fake_search)
+    monkeypatch.setattr(autosoft.cli, "run_search", fake_search)
     assert main(["search", "--dataset", "imagefolder:x", "--budget", "2", "--image-size", "64"]) == 2
     assert seen["image_size"] == 64 and "test_fraction" not in seen and "image_size" not in seen["proxy"]
 

@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from autosoft.config import TrainConfig, check_model, few_steps_warning
 from autosoft.errors import AutosoftError
 from autosoft.files import atomic_write_text
 from autosoft.search import live_view, proxy as proxy_rules, ray_cluster, record, settings as _settings, tune_glue
 from autosoft.search import confirm as confirm_stage
 from autosoft.search.spaces import load_space, make_sampler, sample_policies, space_id
 from autosoft.search.trials import best_trial, complete_trials, state_counts
+from autosoft.train import load_data, open_train_split
 
 
 @dataclass
@@ -143,7 +145,6 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     except ImportError as e:
         raise AutosoftError(f"autosoft search needs Ray Tune and Optuna ({e}); "
                             "install them with: pip install 'ray[tune]' optuna") from None
-    from autosoft.train import TrainConfig, check_model, few_steps_warning, load_data, open_train_split
 
     # Every setting is checked before anything is written or Ray starts.
     budget = _settings.check_budget(budget)

@@ -16,7 +16,9 @@ from typing import Sequence
 
 from autosoft.errors import AutosoftError
 from autosoft.files import atomic_write_json
+from autosoft.rundir import with_defaults
 from autosoft.search import record
+from autosoft.search.proxy import CONFIRM_DEFAULTS, EARLY_STOPPING
 
 # Known policies run first and are confirmed beside the searched ones: the fixed policies a user
 # would otherwise pick, so an exported searched policy has beaten each of them at the target.
@@ -94,7 +96,6 @@ def choose_baselines(enqueue_baselines: bool | Sequence[str], samples: list) -> 
 def confirmation_plan(top_k: int | None, seeds: int | None, fidelity: float, *, on_gpu: bool) -> dict:
     """How many searched policies are confirmed, with how many seeds, at what share of the
     target's epochs; None takes the device's default (`autosoft.search.proxy.CONFIRM_DEFAULTS`)."""
-    from autosoft.search.proxy import CONFIRM_DEFAULTS
     default_k, default_s = CONFIRM_DEFAULTS["gpu" if on_gpu else "cpu"]
     top_k = default_k if top_k is None else top_k
     seeds = default_s if seeds is None else seeds
@@ -109,7 +110,6 @@ def confirmation_plan(top_k: int | None, seeds: int | None, fidelity: float, *, 
 
 def check_early_stopping(kind: str | None) -> str:
     """"off" (every trial runs its whole schedule) or "asha"; None takes the default."""
-    from autosoft.search.proxy import EARLY_STOPPING
     kind = EARLY_STOPPING[0] if kind is None else kind
     if kind not in EARLY_STOPPING:
         raise AutosoftError(f"unknown early stopping {kind!r}; allowed: {', '.join(EARLY_STOPPING)}")
@@ -217,7 +217,7 @@ def _discard_study(out: Path) -> None:
 
 def _comparable(key: str, value):
     if key in ("proxy", "target") and isinstance(value, dict):
-        from autosoft.train import with_defaults  # a search saved before a field existed still resumes
+        # with_defaults: a search saved before a field existed still resumes
         return {k: v for k, v in with_defaults(value).items() if k not in PROXY_FREE_KEYS}
     if key == "confirmation" and isinstance(value, dict):  # more policies or seeds only add runs
         return {"config": _comparable("proxy", value.get("config")), "fidelity": value.get("fidelity")}
