@@ -11,8 +11,18 @@ import os
 import sys
 from pathlib import Path
 
+from autosoft import __version__
+from autosoft.config import TrainConfig
 from autosoft.errors import AutosoftError
+from autosoft.evaluation import evaluate_run
+from autosoft.ops import describe_ops
+from autosoft.policy import BUILTIN_POLICIES, load_policy
+from autosoft.preview import write_preview
 from autosoft.process import keep_freed_memory
+from autosoft.rundir import RunDir
+from autosoft.search import describe_spaces, run_search  # importing them imports neither Ray nor Optuna
+from autosoft.search.spaces import SPACE_NAMES
+from autosoft.train import train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,14 +53,11 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
 # ---- show --------------------------------------------------------------------------
 def _show(args) -> int:
     if args.what == "ops":
-        from autosoft.ops import describe_ops
         print(describe_ops(wide=args.wide))
         return 0
     if args.what == "spaces":
-        from autosoft.search import describe_spaces
         print(describe_spaces())
         return 0
-    from autosoft.policy import BUILTIN_POLICIES, load_policy
     if args.what == "policies":
         for name in BUILTIN_POLICIES:
             print(repr(load_policy(name)), end="\n\n")
@@ -60,7 +67,6 @@ def _show(args) -> int:
     if args.json:
         print(policy.to_json())
     if args.preview:
-        from autosoft.plots import write_preview
         path = write_preview(policy, args.preview, dataset=args.dataset, data_dir=args.data_dir,
                              download=args.download, seed=args.seed, image_size=args.image_size)
         print(f"preview written to {path}")
@@ -99,13 +105,11 @@ def _config_from_flags(args, base: dict, keys) -> dict:
 
 
 def _train_config(args):
-    from autosoft.train import TrainConfig
     base = read_json_object(args.config, "train settings") if args.config else {}
     return TrainConfig.from_dict(_config_from_flags(args, base, TRAIN_FLAGS))
 
 
 def _train(args) -> int:
-    from autosoft.train import RunDir, train
     config = _train_config(args)
     out = Path(args.out or f"runs/train-{config.dataset.replace(':', '_').replace('/', '_')}-{Path(str(args.policy)).stem}-s{config.seed}")
     if args.resume and not RunDir(out).config.exists():
@@ -135,7 +139,6 @@ def _print_final(final: dict, out: Path | None) -> None:
 
 
 def _eval(args) -> int:
-    from autosoft.train import evaluate_run
     final = evaluate_run(args.checkpoint, data_dir=args.data_dir, device=args.device)
     _print_final(final, None)
     return 0
@@ -143,7 +146,6 @@ def _eval(args) -> int:
 
 # ---- search -----------------------------------------------------------------------
 def _add_search_parser(subparsers) -> argparse.ArgumentParser:
-    from autosoft.search.spaces import SPACE_NAMES  # Ray and Optuna are imported only when a search runs
     p = subparsers.add_parser("search", help="search an augmentation policy jointly with its soft targets",
                               description="Search augmentation ops, probabilities and magnitudes together with "
                                           "the soft-target curve on a proxy task (Ray Tune + Optuna + ASHA), "
@@ -208,7 +210,6 @@ def _proxy_settings(args) -> dict:
 
 
 def _search(args) -> int:
-    from autosoft.search import run_search
     data_settings = {k: getattr(args, k) for k in DATA_FLAGS if getattr(args, k) is not None}
     result = run_search(dataset=args.dataset, budget=args.budget, space=args.space, out_dir=args.out,
                         resume=args.resume, objectives=args.objective, storage=args.storage,
@@ -246,7 +247,6 @@ def _search(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from autosoft import __version__
     parser = _Parser(prog="autosoft", description="Search augmentation policies jointly with soft targets.")
     parser.add_argument("--version", action="version", version=f"autosoft {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)

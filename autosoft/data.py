@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from autosoft.errors import AutosoftError
+from autosoft.splits import resolve_count, split_indices, stratified_pick
 
 __all__ = [
     "Dataset",
@@ -35,6 +36,7 @@ __all__ = [
     "train_val_split",
     "stratified_subset",
     "channel_mean_std",
+    "resize_images",
 ]
 
 DATASET_NAMES = ["cifar10", "cifar100", "cifar100-coarse", "svhn"]
@@ -187,7 +189,7 @@ def open_split(name: str, split: str, *, data_dir=None, download: bool = False, 
                             f"{_OFFICIAL_COUNTS[name][split]} (strict=True)")
     if image_size is not None and image_size != ds.images.shape[-1]:
         check_memory(len(ds), ds.images.shape[1], image_size, f"{name} {split}")
-        ds = Dataset(ds.name, _resize(ds.images, image_size), ds.labels, ds.classes)
+        ds = Dataset(ds.name, resize_images(ds.images, image_size), ds.labels, ds.classes)
     return ds
 
 
@@ -406,7 +408,7 @@ def _carve(whole: ImageFiles, split: str, fraction: float) -> ImageFiles:
     if n_test < 1:
         raise AutosoftError(f"{base}: test_fraction {fraction} of its {len(whole)} images holds out none; "
                             f"add images, raise test_fraction, or give it train/ and test/ sub-folders")
-    test = _stratified_pick(whole.labels, n_test, CARVE_SEED)
+    test = stratified_pick(whole.labels, n_test, CARVE_SEED)
     left = torch.bincount(whole.labels[~test], minlength=len(whole.classes))
     empty = [whole.classes[c] for c in range(len(whole.classes)) if left[c] == 0]
     if empty:
@@ -498,7 +500,7 @@ def decode_images(files: list, size: int, *, what: str = "image folder", workers
     return torch.from_numpy(out)
 
 
-def _resize(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
+def resize_images(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
     """Antialiased bilinear resize of uint8 (N, C, H, W) to (N, C, size, size), in chunks to bound memory."""
     out = torch.empty((len(images), images.shape[1], size, size), dtype=torch.uint8, device=images.device)
     for i in range(0, len(images), chunk):
@@ -511,71 +513,20 @@ def _resize(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- splits
 
-def _stratified_pick(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
-    """Boolean mask selecting n items, each class in proportion to its size (largest remainder)."""
-    labels = labels.cpu()
-    classes, counts = torch.unique(labels, return_counts=True)
-    quota = counts.double() * n / len(labels)
-    take = quota.floor().long()
-    short = n - int(take.sum())
-    if short:
-        # Hand the leftover slots to the classes with the largest remainders (ties: lower class id).
-        order = sorted(range(len(classes)), key=lambda i: (-(quota[i] - take[i]).item(), i))
-        for i in order[:short]:
-            take[i] += 1
-    g = torch.Generator().manual_seed(int(seed))
-    mask = torch.zeros(len(labels), dtype=torch.bool)
-    for c, k in zip(classes.tolist(), take.tolist()):  # loop over classes, not images
-        idx = (labels == c).nonzero().squeeze(1)
-        mask[idx[torch.randperm(len(idx), generator=g)[:k]]] = True
-    return mask
-
-
-def _count(size, total: int, what: str, allow_all: bool) -> int:
-    if isinstance(size, bool) or not isinstance(size, (int, float, np.integer, np.floating)):
-        raise AutosoftError(f"{what} must be an int count or a float fraction in (0, 1); got {size!r}")
-    if isinstance(size, (float, np.floating)):
-        if not 0.0 < size < 1.0:
-            raise AutosoftError(f"{what} as a fraction must be in (0, 1); got {size}")
-        size = round(size * total)
-    size = int(size)
-    hi = total if allow_all else total - 1
-    if not 1 <= size <= hi:
-        raise AutosoftError(f"{what} must be between 1 and {hi} for a data set of {total}; got {size}")
-    return size
-
-
-def split_indices(labels: torch.Tensor, *, val_size, train_size, seed: int = 0):
-    """(train, val) indices into a split of these labels: `val_size` held out as `train_val_split`
-    does, then a `stratified_subset` of `train_size` of the rest (None: no validation / all of it).
-    The same images, in the same order, as those two functions applied one after the other."""
-    n = len(labels)
-    train_idx = val_idx = None
-    if val_size:
-        mask = _stratified_pick(labels, _count(val_size, n, "val_size", allow_all=False), seed)
-        train_idx, val_idx = (~mask).nonzero().squeeze(1), mask.nonzero().squeeze(1)
-    rest = n if train_idx is None else len(train_idx)
-    if train_size is not None and train_size < rest:
-        rest_labels = labels if train_idx is None else labels[train_idx]
-        pick = _stratified_pick(rest_labels, _count(train_size, rest, "n", allow_all=True), seed).nonzero().squeeze(1)
-        train_idx = pick if train_idx is None else train_idx[pick]
-    return train_idx, val_idx
-
-
 def train_val_split(ds: Dataset, val_size, *, seed: int = 0) -> tuple[Dataset, Dataset]:
     """Split into (train, val), stratified by label and deterministic per seed.
 
     val_size: int count, or float fraction of len(ds). Both parts keep the original order.
     """
-    n = _count(val_size, len(ds), "val_size", allow_all=False)
-    mask = _stratified_pick(ds.labels, n, seed)
+    n = resolve_count(val_size, len(ds), "val_size", allow_all=False)
+    mask = stratified_pick(ds.labels, n, seed)
     return ds.subset((~mask).nonzero().squeeze(1)), ds.subset(mask.nonzero().squeeze(1))
 
 
 def stratified_subset(ds: Dataset, n, *, seed: int = 0) -> Dataset:
     """n images (int, or float fraction) drawn per class in proportion, deterministic per seed."""
-    n = _count(n, len(ds), "n", allow_all=True)
-    return ds.subset(_stratified_pick(ds.labels, n, seed).nonzero().squeeze(1))
+    n = resolve_count(n, len(ds), "n", allow_all=True)
+    return ds.subset(stratified_pick(ds.labels, n, seed).nonzero().squeeze(1))
 
 
 # ----------------------------------------------------------------------------- normalisation

@@ -1,4 +1,4 @@
-"""PNG plots: reliability diagram, image grid, training curves, search history, Pareto front.
+"""PNG plots: reliability diagram, image grid, training curves, search history, Pareto front, confirmation.
 
 matplotlib is imported inside each function (keeps `import autosoft` fast) and used
 through its object API with the Agg canvas, so pyplot's global state and the user's
@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 
 from autosoft.errors import AutosoftError
+from autosoft.metrics import reliability_bins
 
 __all__ = [
     "reliability_diagram",
@@ -24,7 +25,6 @@ __all__ = [
     "search_history",
     "pareto_front",
     "confirmation",
-    "write_preview",
 ]
 
 
@@ -51,8 +51,6 @@ def reliability_diagram(probs: torch.Tensor, labels: torch.Tensor, path, *, n_bi
                         title: str | None = None) -> Path:
     """Reliability diagram of probabilities (N, K) vs labels (N,): accuracy per confidence bin,
     gap to the diagonal shaded, ECE in the legend, sample counts per bin below."""
-    from autosoft.metrics import reliability_bins
-
     return reliability_diagram_from_bins(reliability_bins(probs, labels, n_bins), path, title=title)
 
 
@@ -271,34 +269,3 @@ def confirmation(groups: Sequence[tuple[str, bool, Sequence[float]]], path, *, m
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
-
-
-def write_preview(policy, path, *, dataset: str, data_dir=None, download=False, seed: int = 0,
-                  n_images: int = 8, n_draws: int = 4, image_size: int | None = None) -> Path:
-    """A grid: the original images in the first row, then several draws of the policy,
-    each image captioned with the target confidence p it would train with; at `image_size`
-    (as training would see them) when given."""
-    import torch
-
-    from autosoft.augment import PolicyAugment
-    from autosoft.data import _resize, load_dataset
-
-    folder = dataset.startswith("imagefolder:")  # decoded at the size asked; a packed set is resized below
-    ds = load_dataset(dataset, "train", data_dir=data_dir, download=download,
-                      image_size=image_size if folder else None)
-    images, labels = ds.images[:n_images], ds.labels[:n_images]
-    if image_size is not None and images.shape[-1] != image_size:
-        images = _resize(images, image_size)  # only the images shown, not the whole split
-    augment = PolicyAugment(policy, ds.num_classes)
-    gen = torch.Generator().manual_seed(seed)
-    rows, captions = [images], [ds.classes[int(y)][:10] for y in labels]
-    for _ in range(n_draws):
-        out = augment(images, labels, generator=gen)
-        # p(severity) from the curve: the target row's true-class entry, or the loss weight in "weight" mode
-        st = augment.policy.soft_targets
-        confidence = out.weights if st is not None and st.mode == "weight" else \
-            out.targets.gather(1, labels.view(-1, 1)).flatten()
-        rows.append(out.images)
-        captions += [f"p={c:.2f}" for c in confidence.tolist()]
-    return image_grid(torch.cat(rows), path, nrow=n_images, labels=captions,
-                       title=f"{policy.name or 'policy'}: originals, then {n_draws} draws")

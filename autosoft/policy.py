@@ -24,11 +24,11 @@ from typing import Any
 from autosoft.errors import AutosoftError
 from autosoft.files import atomic_write_text
 from autosoft.ops import OPS
+from autosoft.soft_targets import MODES as SOFT_MODES
 
 SCHEMA_VERSION = 1
 KINDS = ("none", "subpolicies", "randaugment", "trivialaugment")
 RANGES = ("standard", "wide")
-SOFT_MODES = ("target", "weight", "both")
 
 # The op lists torchvision's RandAugment and TrivialAugmentWide draw from.
 RANDAUGMENT_OPS = (

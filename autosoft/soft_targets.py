@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from autosoft.errors import AutosoftError
 
-MODES = ("target", "weight", "both")
+MODES = ("target", "weight", "both")  # how p is used; the one list (policy files and the soft space read it)
 
 
 def target_confidence(severity: torch.Tensor, *, p_min: float, power: float) -> torch.Tensor:

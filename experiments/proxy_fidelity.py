@@ -4,11 +4,14 @@ A fixed panel of policies (the built-ins, the three policies of the old main tab
 random draws from the joint space) is trained under the target regime and under each
 candidate proxy, 2 seeds each. Per proxy it reports the Spearman rank correlation between
 the proxy's score (accuracy on a validation split held out of train) and the target's score
-(top-1 on the exact test split), and the cost per run relative to the target, both as
-measured training seconds and as nominal compute (images seen x the model's cost per image).
+(by default accuracy on a dev split held out of train, the same images for every regime;
+`--score test`: top-1 on the exact test split, as the stored studies were made), and the cost
+per run relative to the target, both as measured training seconds and as nominal compute
+(images seen x the model's cost per image). A design study scores on the dev split: the test
+split is for the final tables only (issue #24); the dev study's runs go to RESULTS_dev/.
 
-    python experiments/proxy_fidelity.py                 # run what is missing, then the table
-    python experiments/proxy_fidelity.py --table-only    # rebuild fidelity.md from finished runs
+    python experiments/proxy_fidelity.py                 # run what is missing (dev split), then the table
+    python experiments/proxy_fidelity.py --score test --table-only   # rebuild the stored (test) study's fidelity.md
     python experiments/proxy_fidelity.py --dataset cifar100   # the same on the CIFAR-100 regime
     python experiments/proxy_fidelity.py --table-only --doc experiments/RESULTS.md   # and its summary there
 
@@ -22,6 +25,7 @@ compares all regimes on the policies done so far.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import csv
 import json
 import math
@@ -102,6 +106,7 @@ class Study:
     # candidates no longer trained (their finished runs stay in the report)
     dropped: frozenset = field(default_factory=frozenset)
     marker: str = "fidelity"        # the markers --doc writes between (experiments/RESULTS.md)
+    score: str = "test"             # "test": the target scores test top-1; "dev": every regime the dev split
 
 
 STUDIES = {
@@ -172,7 +177,24 @@ def run_all(policies: dict[str, str], regs: dict, seeds: list[int], only: set[st
 
 
 def score_of(final: dict, regime: str) -> float:
-    return final["top1"] if regime == "target" else final["val_acc"]
+    """The target's test top-1 where it was evaluated on test (`--score test`), else validation accuracy."""
+    return final["top1"] if regime == "target" and "top1" in final else final["val_acc"]
+
+
+# The dev split of the design studies: held out of train, the same images for every regime and
+# seed, neither the test split nor the split a search's confirmation uses (CONFIRM_SPLIT_SEED).
+DEV_SPLIT_SEED = 2_000_003
+DEV_SIZE = 5000
+
+
+def on_dev_split(st: Study) -> Study:
+    """The study scored on the dev split: every regime validates on it and trains on the rest;
+    its runs (the target's too: another config than the table's) go to RESULTS_dev/."""
+    dev = {"split_seed": DEV_SPLIT_SEED, "val_size": DEV_SIZE}
+    results = st.results.with_name(st.results.name + "_dev")
+    return dataclasses.replace(st, target_results=results / "target", results=results, score="dev",
+                               proxies={name: {**o, **dev} for name, o in st.proxies.items()},
+                               marker=st.marker + "-dev")
 
 
 def nominal_cost(config: TrainConfig) -> float:
@@ -225,7 +247,8 @@ def write_report(st: Study, results: dict, regs: dict, seeds: list[int]) -> str:
             for f in fs:
                 rows_csv.append({"regime": regime, "policy": n, "seed": f["seed"], "score": score_of(f, regime),
                                  "train_time_s": f["train_time_s"]})
-    scores = ["", "Per-policy mean score (%, target: test top-1; proxies: validation accuracy):", "",
+    target_score = "test top-1" if st.score == "test" else "dev-split accuracy"
+    scores = ["", f"Per-policy mean score (%, target: {target_score}; proxies: validation accuracy):", "",
               "| policy | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
     for n in results["target"]:
         cells = []
@@ -258,11 +281,13 @@ def write_report(st: Study, results: dict, regs: dict, seeds: list[int]) -> str:
     text = "\n".join(lines + scores + early + noise_ceiling(results["target"], seeds) + configs)
     st.results.mkdir(parents=True, exist_ok=True)
     name = st.dataset.upper().replace("CIFAR", "CIFAR-")
-    header = (f"# Proxy fidelity on {name}\n\nTarget: `{st.target_config.relative_to(ROOT)}`, scored on the exact "
-              f"test split; seeds {seeds}. Spearman over the policies that have a target score. Cost is per run, "
+    scored = "the exact test split" if st.score == "test" else \
+        f"a dev split of {DEV_SIZE} train images (split seed {DEV_SPLIT_SEED}) for every regime"
+    header = (f"# Proxy fidelity on {name}\n\nTarget: `{st.target_config.relative_to(ROOT)}`, scored on "
+              f"{scored}; seeds {seeds}. Spearman over the policies that have a target score. Cost is per run, "
               "relative to the target (measured: mean training seconds, including per-epoch validation, on a "
               "2-core machine that may have been shared; nominal: epochs x train images x the width's measured cost per image).\n"
-              f"Made by `python experiments/proxy_fidelity.py --dataset {st.dataset}`.\n\n")
+              f"Made by `python experiments/proxy_fidelity.py --dataset {st.dataset} --score {st.score}`.\n\n")
     (st.results / "fidelity.md").write_text(header + text + "\n")
     with open(st.results / "fidelity.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["regime", "policy", "seed", "score", "train_time_s"])
@@ -291,7 +316,7 @@ def noise_ceiling(target: dict[str, list[dict]], seeds: list[int]) -> list[str]:
     if both:
         pooled = math.sqrt(statistics.fmean(statistics.variance(v) for v in both.values()))
         means = [statistics.fmean(v) for v in both.values()]
-        out.append(f"- pooled seed std of a policy's test top-1: {100 * pooled:.2f} points; std of the policy means "
+        out.append(f"- pooled seed std of a policy's target score: {100 * pooled:.2f} points; std of the policy means "
                    f"across the panel: {100 * statistics.stdev(means):.2f} points ({len(both)} policies with 2+ seeds)")
     return out
 
@@ -303,6 +328,9 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", help="run only these regimes (target and/or proxy names)")
     ap.add_argument("--data-dir", help="data root (else $AUTOSOFT_DATA)")
     ap.add_argument("--table-only", action="store_true", help="only rebuild the report from finished runs")
+    ap.add_argument("--score", choices=("dev", "test"), default="dev",
+                    help="dev (default): every regime scored on a dev split of train; test: the target on the "
+                         "test split (the stored studies)")
     ap.add_argument("--doc", metavar="FILE", help="also write the summary table into FILE (experiments/RESULTS.md) "
                     "between its fidelity markers")
     args = ap.parse_args(argv)
@@ -318,6 +346,10 @@ def study(args) -> str:
     """Run what is missing (unless --table-only), then write and return the report."""
     st = STUDIES[args.dataset]
     target = TrainConfig.from_dict(json.loads(st.target_config.read_text()))
+    if args.score == "dev":
+        st = on_dev_split(st)
+        target = TrainConfig.from_dict({**target.to_dict(), "split_seed": DEV_SPLIT_SEED, "val_size": DEV_SIZE,
+                                        "eval_test": False})
     if args.data_dir:
         target.data_dir = args.data_dir
     policies = panel(st)

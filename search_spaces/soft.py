@@ -14,6 +14,8 @@ The function below only calls trial.suggest_* and builds the policy dict: no
 computation. Copy the file, edit it, and pass its path to `autosoft search --space`.
 """
 
+from autosoft.soft_targets import MODES  # how p is used: "target", "weight", "both"
+
 DESCRIPTION = ("soft targets: p_min (chance or [0, 0.5]), power k in [0.5, 4], mode, per-family "
                "sensitivity, SoftCrop strength or pad-crop; alone: crop and flip only")
 
@@ -26,7 +28,6 @@ FAMILIES = {
     "occlusion": ["Cutout"],
     "mix": ["SamplePairing"],
 }
-MODES = ["target", "weight", "both"]
 PAD_CROP = ["PadCrop", 1.0, 0.5]  # pad 4 px on 32 px, as the baseline
 FLIP = ["FlipLR", 0.5, 1.0]
 

@@ -3,7 +3,6 @@ import subprocess
 import sys
 
 import pytest
-from PIL import Image
 
 from autosoft.cli import main
 
@@ -25,23 +24,6 @@ def test_show_policies_lists_builtins(capsys):
     assert main(["show", "policies"]) == 0
     out = capsys.readouterr().out
     assert all(f"Policy({n}" in out for n in ("none", "baseline", "randaugment", "trivialaugment", "softaug"))
-
-
-def test_preview_writes_a_grid(small_cifar10, tmp_path, capsys):
-    path = tmp_path / "grid.png"
-    assert main(["show", "softaug", "--preview", str(path), "--data-dir", str(small_cifar10)]) == 0
-    with Image.open(path) as im:
-        assert im.size[0] > 200 and im.size[1] > 200
-
-
-
-def test_preview_shows_the_images_at_the_size_training_would_use(small_cifar10, tmp_path, monkeypatch):
-    from autosoft import plots
-    shown = []
-    monkeypatch.setattr(plots, "image_grid", lambda images, path, **kw: shown.append(images.shape) or path)
-    for size in ([], ["--image-size", "64"]):
-        assert main(["show", "softaug", "--preview", str(tmp_path / "g.png"), "--data-dir", str(small_cifar10), *size]) == 0
-    assert [tuple(s) for s in shown] == [(40, 3, 32, 32), (40, 3, 64, 64)]  # 8 originals + 4 draws of 8
 
 
 @pytest.mark.parametrize("content, message", [
@@ -79,7 +61,7 @@ def test_flags_overlay_the_config_file_for_train_and_search(tmp_path):
 
 
 def test_image_size_and_test_fraction_flags_for_train_and_search(monkeypatch, capsys):
-    import autosoft.search
+    import autosoft.cli
     from autosoft.cli import _train_config, build_parser, main
     from autosoft.errors import AutosoftError
     args = build_parser().parse_args(["train", "--image-size", "48", "--test-fraction", "0.3"])
@@ -91,7 +73,7 @@ def test_image_size_and_test_fraction_flags_for_train_and_search(monkeypatch, ca
     def fake_search(**kwargs):  # the search gets them for its target (and so its proxy), not as proxy overrides
         seen.update(kwargs)
         raise AutosoftError("stop here")
-    monkeypatch.setattr(autosoft.search, "run_search", fake_search)
+    monkeypatch.setattr(autosoft.cli, "run_search", fake_search)
     assert main(["search", "--dataset", "imagefolder:x", "--budget", "2", "--image-size", "64"]) == 2
     assert seen["image_size"] == 64 and "test_fraction" not in seen and "image_size" not in seen["proxy"]
 

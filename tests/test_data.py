@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from autosoft.data import (CARVE_SEED, DATASET_NAMES, Dataset, channel_mean_std, decode_images, load_dataset,
-                           open_split, split_indices, stratified_subset, train_val_split)
+                           open_split, stratified_subset, train_val_split)
 from autosoft.errors import AutosoftError
+from autosoft.splits import split_indices
 
 # ----------------------------------------------------------------------------- fixture writers
 

@@ -63,7 +63,7 @@ def test_full_mode_runs_the_headline_command_and_a_wrn28_10_retrain(tmp_path):
 
 
 def test_committed_configs_and_the_sizing_arithmetic():
-    from autosoft.search.compat import _fits
+    from autosoft.search.tune_glue import trials_that_fit
     from autosoft.search.proxy import target_config
     from autosoft.train import TrainConfig
 
@@ -74,7 +74,7 @@ def test_committed_configs_and_the_sizing_arithmetic():
     assert (retrain.model, retrain.epochs, retrain.batch_size, retrain.lr, retrain.schedule) == \
         ("wrn28_10", 200, 128, 0.1, "cosine")
     # The GPU share and the concurrency agree on one GPU and 16 cores (the lent machine).
-    assert _fits({"CPU": 16, "GPU": 1}, gpu.FULL["cpus_per_trial"], gpu.FULL["gpus_per_trial"]) == \
+    assert trials_that_fit({"CPU": 16, "GPU": 1}, gpu.FULL["cpus_per_trial"], gpu.FULL["gpus_per_trial"]) == \
         gpu.FULL["max_concurrent"]
     e = gpu.estimate()
     proxy = (e["proxy_epochs"], e["proxy_train_size"], e["proxy_batch_size"], e["proxy_val_size"])

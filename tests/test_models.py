@@ -48,7 +48,7 @@ def test_models_take_images_larger_than_32(name, size):
 
 
 def test_min_image_size_is_the_smallest_size_a_model_takes():
-    from autosoft.train import TrainConfig, check_model
+    from autosoft.config import TrainConfig, check_model
     smallest, _ = MIN_IMAGE_SIZE["proxy"]
     model = build_model("proxy", 3, width=4).eval()
     with torch.no_grad():

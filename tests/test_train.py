@@ -142,8 +142,6 @@ def test_divergence_is_reported(small_cifar10):
 def test_bad_config(small_cifar10, field, value, message):
     with pytest.raises(AutosoftError, match=message.replace("[", r"\[").replace("]", r"\]")):
         train(_config(small_cifar10, **{field: value}), "none")
-    with pytest.raises(AutosoftError, match="unknown field 'epoch'"):
-        TrainConfig.from_dict({"epoch": 3})
 
 
 def _cli(*args, env_root=None):
@@ -257,28 +255,6 @@ def test_cli_train_that_cannot_start_writes_nothing(small_cifar10, tmp_path, cap
         assert json.loads((out / "config.json").read_text())["train"]["model"] == "proxy"
 
 
-def test_a_run_that_trained_nothing_is_taken_over_and_nothing_else_is(small_cifar10, tmp_path):
-    """A folder left with only its config (a run of an older autosoft that failed before its first
-    epoch) is replaced by a different run; one with a logged epoch or a checkpoint is the user's."""
-    from autosoft.train import RunDir
-    config = _config(small_cifar10, epochs=1, eval_test=False)
-    run = RunDir(tmp_path / "r")
-    run.prepare(_config(small_cifar10, model="vgg99"), load_policy("softaug"), torch.device("cpu"))
-    run.metrics.write_text("")
-    final = train(config, "baseline", run_dir=run.path)
-    assert json.loads(run.config.read_text())["train"]["model"] == "proxy" and run.final.exists()
-    assert json.loads(run.policy.read_text())["name"] == "baseline"
-    assert len(run.metrics.read_text().splitlines()) == 1 and final["epochs"] == 1
-    for leftover in ("metrics.jsonl", "checkpoint.pt"):
-        other = RunDir(tmp_path / leftover)
-        other.prepare(_config(small_cifar10, lr=0.05), load_policy("baseline"), torch.device("cpu"))
-        (other.path / leftover).write_text('{"epoch": 0}\n')
-        before = other.config.read_text()
-        with pytest.raises(AutosoftError, match="different config or policy"):
-            train(config, "baseline", run_dir=other.path)
-        assert other.config.read_text() == before and (other.path / leftover).read_text() == '{"epoch": 0}\n'
-
-
 # ---- own data: image size, a folder without train/ and test/ ------------------------------
 @pytest.fixture(scope="module")
 def digits_folder(tmp_path_factory):
@@ -307,21 +283,6 @@ def test_image_size_reaches_the_data_and_a_size_the_model_cannot_take_writes_not
     assert not (tmp_path / "r").exists()
     with pytest.raises(AutosoftError, match="image_size: expected an integer >= 1 or None"):
         train(_config(small_cifar10, image_size=0), "baseline")
-
-
-def test_a_run_written_before_a_config_field_existed_resumes(small_cifar10, tmp_path):
-    config = _config(small_cifar10, epochs=2, eval_test=False, threads=1)  # one thread: this box is shared
-
-    def stop(epoch, metrics):
-        raise _Stop
-    with pytest.raises(_Stop):
-        train(config, "none", run_dir=tmp_path / "r", report=stop)
-    saved = json.loads((tmp_path / "r" / "config.json").read_text())
-    for added in ("image_size", "test_fraction"):
-        del saved["train"][added]
-    (tmp_path / "r" / "config.json").write_text(json.dumps(saved))
-    assert train(config, "none", run_dir=tmp_path / "r")["epochs"] == 2  # resumed, not refused
-    assert len((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()) == 2
 
 
 def test_cli_trains_on_real_digits_folder_carves_and_records_its_test_split(digits_folder, tmp_path, capsys):
@@ -354,17 +315,6 @@ def test_cli_trains_on_real_digits_folder_carves_and_records_its_test_split(digi
         removed.write_bytes(kept)
     err = capsys.readouterr().err
     assert "is not the one recorded in" in err and err.count("\n") == 1
-
-
-def test_few_steps_warning_known_answers():
-    from autosoft.train import few_steps_warning
-    # the defaults on digits' 1,438 train images: 5 steps an epoch, 50 in all
-    message = few_steps_warning(TrainConfig(), 1438)
-    assert message.startswith("this trains only 50 optimizer steps (1438 images / batch 256 = 5 per epoch x 10")
-    assert "e.g. 64, lr 0.05" in message  # 1,438 x 10 / 64 = 224 steps, the lr scaled with the batch
-    assert "more epochs (e.g. 25)" in few_steps_warning(TrainConfig(batch_size=16), 100)
-    assert few_steps_warning(TrainConfig(), 50000) is None  # CIFAR's defaults: 1,950 steps
-    assert few_steps_warning(TrainConfig(epochs=40), 5000) is None  # the table's target: 760
 
 
 def test_a_train_subset_of_an_image_folder_is_all_that_is_decoded(digits_folder, monkeypatch):

@@ -20,12 +20,16 @@ enqueued again), never a finished one; finished confirmation runs are kept likew
 
 Modules, one job each (importing any of them imports neither Ray nor Optuna):
     spaces      load, join and sample search spaces; the sampler
-    proxy       the target, the proxy derived from it, the confirmation config, the chance check
-    settings    budget, time limit, objectives, proxy task, baselines, confirmation plan, the --resume check
-    record      the Optuna study: storage, requeue, trial states, trials.csv, policy files, plots
+    proxy       the target, the proxy (derived from it, or a preset), the confirmation config, the chance check
+    settings    budget, time limit, objectives, baselines, confirmation plan, the --resume check
+    trials      a trial's state, the counts that spend the budget, the best trial
+    record      the Optuna study: storage, requeue, trials.csv, policy files, plots
     confirm     the confirmation stage: candidates, runs on Ray, verdict, confirm.csv and confirm.png
     racing      which confirmation runs come next: the paired test, who stops, who gets more seeds
-    compat      Ray Tune and Optuna adapters and workarounds (the only Ray-specific code)
+    ray_cluster starting Ray or joining a cluster: the address, token authentication, one-line errors
+    tune_glue   Ray Tune adapted: trial resources, the trainable, the searcher (the record in the study), ASHA
+    live_view   the one live line that replaces Tune's console output; a failed trial's error in one line
+    optuna_workarounds  Optuna adapted: another process's trial, TPE's warnings, a picklable NSGA-II
     run         run_search, SearchResult
 
 Output folder:
@@ -43,9 +47,10 @@ Output folder:
     ray/run-N/          Ray Tune's logs of each start
 """
 
-from autosoft.search.compat import init_ray
+from autosoft.search.ray_cluster import init_ray
 from autosoft.search.run import SearchResult, run_search
-from autosoft.search.settings import OBJECTIVES, parse_objectives, parse_time_limit, proxy_config
+from autosoft.search.proxy import proxy_config
+from autosoft.search.settings import OBJECTIVES, parse_objectives, parse_time_limit
 from autosoft.search.spaces import (SPACE_NAMES, SPACES_DIR, SearchSpace, describe_spaces, load_space,
                                     make_sampler, sample_policies)
 

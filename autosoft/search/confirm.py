@@ -18,14 +18,25 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import statistics
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import torch
+
+from autosoft import plots
+from autosoft.config import TrainConfig
 from autosoft.errors import AutosoftError
+from autosoft.policy import Policy, load_policy
+from autosoft.rundir import RunDir
 from autosoft.search import racing
+from autosoft.search.record import write_csv
+from autosoft.search.tune_glue import trial_device, worker_config
+from autosoft.train import train
 
 
 @dataclass(frozen=True)
@@ -97,8 +108,6 @@ def pick_candidates(trials: Sequence[dict], *, k: int, maximize: bool, baselines
     `trials`: finished, complete trials as {"number", "score", "policy" (dict), "fixed_policy"
     (a baseline's name or None)}. Two trials with the same policy count once (the better).
     """
-    from autosoft.policy import load_policy
-
     searched = [t for t in trials if not t.get("fixed_policy") and t.get("score") is not None
                 and math.isfinite(t["score"])]
     searched.sort(key=lambda t: t["score"], reverse=maximize)
@@ -221,10 +230,6 @@ def race_report(confirmed: Sequence[Confirmed], *, maximize: bool, cap: int, tim
 
 def write_outputs(confirmed: Sequence[Confirmed], verdict: Verdict, out: Path, metric: str, maximize: bool) -> None:
     """confirm.csv (one row per policy) and confirm.png (every seed's score, mean and spread)."""
-    import warnings
-
-    from autosoft import plots
-    from autosoft.search.record import write_csv
     rows = []
     for c in confirmed:
         row = c.summary()
@@ -242,9 +247,6 @@ def write_outputs(confirmed: Sequence[Confirmed], verdict: Verdict, out: Path, m
 
 def _confirm_run(config: dict, policy: dict, run_dir: str) -> dict:
     """One confirmation run (in a Ray worker): an ordinary, resumable `autosoft train` run."""
-    from autosoft.policy import Policy
-    from autosoft.search.compat import worker_config
-    from autosoft.train import TrainConfig, train
     return train(TrainConfig.from_dict(worker_config(config)), Policy.from_dict(policy, source=run_dir),
                  run_dir=run_dir, quiet=True)
 
@@ -270,14 +272,6 @@ def reuse_runs(folder: Path, candidates: Sequence[Candidate], config: dict, seed
     here: it would train to the same numbers, so the baselines, confirmed by every search aimed
     at one target, are trained once. The copy (checkpoint left out) gets a ``reused_from.json``
     naming its source, which is never changed. Returns the copied run folders' names."""
-    import shutil
-
-    import torch
-
-    from autosoft.policy import Policy
-    from autosoft.search.compat import trial_device
-    from autosoft.train import RunDir, TrainConfig
-
     if not sources:
         return []
     # As the worker will run it (see `_confirm_run`), which is what the source recorded.

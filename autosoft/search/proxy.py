@@ -9,6 +9,12 @@ stays below the differences being ranked. `experiments/proxy_fidelity.py` measur
 panel of policies (Spearman against the target) and what they cost; the numbers behind the
 rules below are in `experiments/results/proxy_fidelity/fidelity.md`.
 
+Every piece of proxy knowledge lives here: the rules (`derive_proxy`), the fixed presets a
+user may pick instead (`PROXY_PRESETS`), the proxy's config made from either with the user's
+overrides (`proxy_config`), the confirmation runs' config (`confirmation_config`), the
+defaults of the confirmation stage and early stopping, and the check that a proxy learned
+anything (`chance_note`).
+
 >>> p, notes = derive_proxy({"epochs": 40, "batch_size": 256, "lr": 0.2, "warmup_epochs": 2,
 ...                          "train_size": 5000, "val_size": 1000}, n_train=50000)
 >>> p["epochs"], p["train_size"], p["val_size"], p["batch_size"], p["lr"], round(p["warmup_epochs"], 3)
@@ -25,6 +31,8 @@ import json
 import math
 from pathlib import Path
 
+from autosoft.config import TrainConfig
+from autosoft.data import TEST_FRACTION
 from autosoft.errors import AutosoftError
 
 PROXY_COST = 0.25             # one trial costs about this fraction of one target run (images seen)
@@ -50,14 +58,21 @@ CONFIRM_SPLIT_SEED = 1_000_003
 EARLY_STOPPING = ("off", "asha")   # the first is the default
 ASHA_GRACE = 2 / 3
 
+# Proxy tasks for search. cpu: sized so a budget-200 search fits in about an hour on
+# 2 cores (a trial is seconds); gpu: the AutoAugment literature's WRN-40-2 on 4,000 images.
+PROXY_PRESETS: dict[str, dict] = {
+    "cpu": {"model": "proxy", "model_kwargs": {"width": 16}, "epochs": 15, "batch_size": 256, "lr": 0.2,
+            "warmup_epochs": 1, "train_size": 5000, "val_size": 1000, "eval_test": False},
+    "gpu": {"model": "wrn40_2", "epochs": 40, "batch_size": 128, "lr": 0.1, "warmup_epochs": 2,
+            "train_size": 4000, "val_size": 5000, "eval_test": False},
+}
+
 
 def target_config(dataset: str, target=None, *, data_dir=None, image_size: int | None = None,
                   test_fraction: float | None = None) -> dict:
     """The target TrainConfig as a dict: `autosoft train`'s defaults for `dataset`, a config
     file's path, or a dict of TrainConfig fields. The search's data set and data folder win, and
     its image size and test fraction where given (None: the target's own)."""
-    from autosoft.train import TrainConfig
-
     if target is None:
         fields = {}
     elif isinstance(target, dict):
@@ -129,6 +144,50 @@ def derive_proxy(target: dict, n_train: int, *, cost: float = PROXY_COST) -> tup
              "weak_aug_epochs": min(epochs, round(target.get("weak_aug_epochs", 0) * scale)),
              "eval_test": False}
     return proxy, notes
+
+
+def proxy_config(dataset: str, proxy: str | dict = "auto", *, target: dict, n_train: int, seed: int = 0,
+                 data_dir=None, threads: int | None = None, early_stopping: str = "off") -> tuple[dict, list[str]]:
+    """The proxy task's TrainConfig as a dict, and how it was made, in words.
+
+    "auto" derives it from `target` (`derive_proxy`); "cpu" / "gpu" start from a fixed
+    preset (`PROXY_PRESETS`) instead. `proxy` may be a dict of overrides with an optional "preset" key.
+    """
+    overrides = dict(proxy) if isinstance(proxy, dict) else {"preset": proxy}
+    preset = overrides.pop("preset", "auto")
+    if preset == "auto":
+        base, notes = derive_proxy(target, n_train)
+        notes = ["derived from the target"] + notes
+    elif preset in PROXY_PRESETS:
+        base, notes = PROXY_PRESETS[preset], [f"the {preset!r} preset"]
+    else:
+        raise AutosoftError(f"unknown proxy preset {preset!r}; allowed: auto (derived from the target), "
+                            f"{', '.join(PROXY_PRESETS)}")
+    if overrides:
+        notes.append("overridden: " + ", ".join(sorted(overrides)))
+    # Without early stopping only a trial's final score is used; ASHA scores every epoch.
+    if early_stopping == "off":
+        base = {**base, "val_every": 0}
+        notes.append("validated after the last epoch only")
+    elif overrides.get("val_every", 1) != 1:
+        raise AutosoftError(f"proxy val_every: early stopping ({early_stopping}) scores every epoch; "
+                            f"expected 1, got {overrides['val_every']!r}")
+    # The proxy sees the target's images: the same size, the same test split held out (a preset too).
+    same_data = {k: target.get(k, default) for k, default in (("image_size", None), ("test_fraction", TEST_FRACTION))}
+    for key, value in same_data.items():
+        if key in overrides and overrides[key] != value:
+            raise AutosoftError(f"proxy {key} {overrides[key]!r} differs from the target's {value!r}: a policy is "
+                                f"searched on the images it is for; set it for both with --{key.replace('_', '-')}")
+    config = {**base, **overrides, **same_data, "dataset": dataset, "seed": seed, "data_dir": data_dir,
+              "eval_test": False}
+    if threads is not None:
+        config["threads"] = threads
+    train_config = TrainConfig.from_dict(config)
+    train_config.validate()
+    if not train_config.val_size:
+        raise AutosoftError("proxy val_size: expected > 0; the search scores on a validation split carved "
+                            "from train, never on the test split")
+    return train_config.to_dict(), notes
 
 
 def _power_of_two_at_most(x: float) -> int:

@@ -1,9 +1,9 @@
 """The Optuna study: the record of a search and the source of truth for `--resume`.
 
 Everything here works on the study alone and needs no Ray: opening its storage,
-enqueuing the known policies, requeuing trials a kill cut short, the state of each
-trial, the rows of trials.csv, the exported policy.json with its provenance, and
-the plots. Trials carry their policy (as a dict, `policy`, and as text, `policy_text`),
+enqueuing the known policies, requeuing trials a kill cut short, the rows of
+trials.csv, the exported policy.json with its provenance, and the plots (the state of
+each trial: `autosoft.search.trials`). Trials carry their policy (as a dict, `policy`, and as text, `policy_text`),
 metrics, epochs, error, train loss per epoch (`train_loss`) and the Ray node they ran on
 (`node`, `node_ip`) as user attributes, and their validation score per validated epoch as
 intermediate values (one objective): what optuna-dashboard shows.
@@ -15,56 +15,19 @@ import csv
 import datetime as _dt
 import io
 import json
-import math
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import torch
+
+from autosoft import __version__, plots
 from autosoft.errors import AutosoftError
 from autosoft.files import atomic_write_text
-from autosoft.search import compat
-
-if TYPE_CHECKING:
-    from autosoft.search.confirm import Candidate
-
-# A trial's state as trials.csv names it. Only these count towards the budget:
-COUNTED = ("complete", "stopped", "failed")
-# "interrupted": cut short by a kill, Ctrl-C or the time limit; its policy was enqueued again.
-_NAMES = {"COMPLETE": "complete", "PRUNED": "stopped", "FAIL": "failed", "RUNNING": "running",
-          "WAITING": "waiting"}
-
-
-def trial_state(trial) -> str:
-    """complete | stopped (by ASHA) | failed | interrupted | running | waiting: the one classification."""
-    if trial.user_attrs.get("interrupted"):
-        return "interrupted"
-    return _NAMES.get(trial.state.name, trial.state.name.lower())
-
-
-def state_counts(study) -> dict[str, int]:
-    """How many trials are complete, stopped and failed (the ones that count towards the budget)."""
-    counts = dict.fromkeys(COUNTED, 0)
-    for t in study.get_trials(deepcopy=False):
-        state = trial_state(t)
-        if state in counts:
-            counts[state] += 1
-    return counts
-
-
-def best_trial(trials, mode: str):
-    """The trial with the best first objective (`mode` "max" or "min"), or None."""
-    pick = max if mode == "max" else min
-    return pick(trials, key=lambda t: t.values[0], default=None)
-
-
-def complete_trials(study) -> list:
-    from optuna.trial import TrialState
-    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-
-
-def finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+from autosoft.policy import Policy
+from autosoft.search.optuna_workarounds import set_trial_user_attr
+from autosoft.search.ray_cluster import ray_version
+from autosoft.search.trials import COUNTED, best_trial, complete_trials, state_counts, trial_state
 
 
 # ---- the study --------------------------------------------------------------------------
@@ -129,7 +92,7 @@ def requeue_interrupted(study) -> int:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         fixed = t.user_attrs.get("fixed_policy")
         study.enqueue_trial(t.params, user_attrs={"fixed_policy": fixed} if fixed else None)
-        compat.set_trial_user_attr(study, t, "interrupted", True)
+        set_trial_user_attr(study, t, "interrupted", True)
         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         n += 1
     return n
@@ -179,22 +142,18 @@ def write_csv(rows: list[dict], path: Path) -> Path:
 # ---- policy.json ------------------------------------------------------------------------
 def versions() -> dict:
     import optuna
-    import torch
-
-    from autosoft import __version__
-    return {"autosoft": __version__, "torch": torch.__version__, "ray": compat.ray_version(),
+    return {"autosoft": __version__, "torch": torch.__version__, "ray": ray_version(),
             "optuna": optuna.__version__, "python": sys.version.split()[0]}
 
 
 def export_policy(trial, path: Path, *, settings: dict, metrics: list[str], finished: int, out: Path,
-                  extra: dict | None = None, known: Candidate | None = None) -> Path:
+                  extra: dict | None = None, known=None) -> Path:
     """The trial's policy as a policy file, with where it came from (`provenance`, plus `extra`).
 
-    `trial` None: the confirmation candidate `known` (a baseline added on resume after the
-    budget was spent) won without a proxy trial; it has no proxy scores.
+    `trial` None: the confirmation candidate `known` (a `confirm.Candidate`: its name and
+    policy; a baseline added on resume after the budget was spent) won without a proxy trial;
+    it has no proxy scores.
     """
-    from autosoft.policy import Policy
-
     if trial is None:
         fixed, number, scores, data = known.name, None, {}, dict(known.policy)
     else:
@@ -262,7 +221,6 @@ def trial_of(study, candidate_name: str):
 
 def plot_trials(out: Path, rows: list[dict], metrics: list[str], modes: list[str]) -> None:
     """search_history.png (and pareto_front.png with two objectives) from the finished rows."""
-    from autosoft import plots
     if not rows:
         return
     # Stopped trials show their score when ASHA stopped them; failed ones have none.

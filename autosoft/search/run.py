@@ -11,11 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from autosoft.config import TrainConfig, check_model, few_steps_warning
 from autosoft.errors import AutosoftError
 from autosoft.files import atomic_write_text
-from autosoft.search import compat, proxy as proxy_rules, record, settings as _settings
+from autosoft.search import live_view, proxy as proxy_rules, ray_cluster, record, settings as _settings, tune_glue
 from autosoft.search import confirm as confirm_stage
 from autosoft.search.spaces import load_space, make_sampler, sample_policies, space_id
+from autosoft.search.trials import best_trial, complete_trials, state_counts
+from autosoft.train import load_data, open_train_split
 
 
 @dataclass
@@ -146,7 +149,6 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     except ImportError as e:
         raise AutosoftError(f"autosoft search needs Ray Tune and Optuna ({e}); "
                             "install them with: pip install 'ray[tune]' optuna") from None
-    from autosoft.train import TrainConfig, check_model, few_steps_warning, load_data, open_train_split
 
     # Every setting is checked before anything is written or Ray starts.
     budget = _settings.check_budget(budget)
@@ -168,10 +170,10 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     train_set = open_train_split(TrainConfig.from_dict({**target_cfg, "download": download}))
     n_train = len(train_set)
     threads = max(1, int(cpus_per_trial)) if cpus_per_trial else 1
-    proxy_cfg, proxy_notes = _settings.proxy_config(dataset, proxy, target=target_cfg, n_train=n_train, seed=seed,
-                                                    data_dir=data_dir, threads=threads,
-                                                    early_stopping=early_stopping)
-    cpus, gpus = compat.trial_resources(cpus_per_trial, gpus_per_trial, proxy_cfg)
+    proxy_cfg, proxy_notes = proxy_rules.proxy_config(dataset, proxy, target=target_cfg, n_train=n_train, seed=seed,
+                                                      data_dir=data_dir, threads=threads,
+                                                      early_stopping=early_stopping)
+    cpus, gpus = tune_glue.trial_resources(cpus_per_trial, gpus_per_trial, proxy_cfg)
     plan = _settings.confirmation_plan(confirm, confirm_seeds, confirm_fidelity, on_gpu=gpus > 0,
                                        max_seeds=confirm_max_seeds, time_limit_s=confirm_time_limit_s)
     # One validation split for every confirmation run: a seed changes the model and the draws, not the split.
@@ -195,8 +197,8 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     # A bad --storage URL fails before anything is written (a sqlite file in a folder still to be made: after).
     db = record.sqlite_file(storage) if storage else None
     rdb = record.open_storage(storage) if storage and (db is None or db.parent.is_dir()) else None
-    compat.check_ray_address(ray_address)  # a cluster that is not there: fail in seconds, not minutes
-    compat.check_fits(cpus, gpus, ray_address)  # a GPU share with no GPU
+    ray_cluster.check_ray_address(ray_address)  # a cluster that is not there: fail in seconds, not minutes
+    tune_glue.check_fits(cpus, gpus, ray_address)  # a GPU share with no GPU
 
     settings = _settings.save_settings(out, resume=resume, fresh=fresh)
     study_url = settings["storage"] or f"sqlite:///{out / 'study.db'}"
@@ -206,7 +208,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     # A resumed search must not draw the same random points again: offset the seed by the trials so far.
     trial_sampler = make_sampler(len(metrics), budget, seed + len(study.get_trials(deepcopy=False)), sampler)
     requeued = record.requeue_interrupted(study)
-    finished_before = sum(record.state_counts(study).values())
+    finished_before = sum(state_counts(study).values())
     remaining = budget - finished_before
     clock = StageTimes(out / "wall_times.jsonl")
     start = clock.started
@@ -234,16 +236,17 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     verdict = confirmed = chance = None
     try:
         if remaining > 0:
-            started_ray = compat.init_ray(ray_address)
-            concurrent = max_concurrent or compat.max_concurrent(cpus, gpus)
+            started_ray = ray_cluster.init_ray(ray_address)
+            concurrent = max_concurrent or tune_glue.max_concurrent(cpus, gpus)
             stopped: set[str] = set()
-            searcher = compat.make_searcher(space_obj, metrics=metrics, modes=modes, sampler=trial_sampler,
-                                            study_name=settings["study_name"], storage=rdb,
-                                            epochs=proxy_cfg["epochs"], stopped=stopped)
+            searcher = tune_glue.make_searcher(space_obj, metrics=metrics, modes=modes, sampler=trial_sampler,
+                                               study_name=settings["study_name"], storage=rdb,
+                                               epochs=proxy_cfg["epochs"], stopped=stopped)
             scheduler = None if early_stopping == "off" else \
-                compat.make_scheduler(proxy_cfg["epochs"], stopped, proxy_rules.ASHA_GRACE)
-            view = compat.make_live_view(searcher, budget=budget, metric=metrics[0], mode=modes[0], live=live)
-            trainable = tune.with_resources(tune.with_parameters(compat.run_trial, proxy=proxy_cfg, data=data),
+                tune_glue.make_scheduler(proxy_cfg["epochs"], stopped, proxy_rules.ASHA_GRACE,
+                                         metric=metrics[0], mode=modes[0])
+            view = live_view.make_live_view(searcher, budget=budget, metric=metrics[0], mode=modes[0], live=live)
+            trainable = tune.with_resources(tune.with_parameters(tune_glue.run_trial, proxy=proxy_cfg, data=data),
                                             {"cpu": cpus, "gpu": gpus})
             run_index = len(list((out / "ray").glob("run-*"))) + 1 if (out / "ray").exists() else 1
             tuner = tune.Tuner(
@@ -259,12 +262,12 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
                     failure_config=tune.FailureConfig(max_failures=0)),
             )
             try:
-                with clock.stage("trials"), compat.quiet_tune():
+                with clock.stage("trials"), live_view.quiet_tune():
                     tuner.fit()
             finally:
                 record.requeue_interrupted(study)
 
-        best = record.best_trial(record.complete_trials(study), modes[0])
+        best = best_trial(complete_trials(study), modes[0])
         chance = proxy_rules.chance_note(best.values[0] if best else None,
                                          data.val.labels if data.val is not None else None, metrics[0])
         if chance and live:
@@ -272,7 +275,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
         extra = {"proxy_rules": proxy_notes, "target": target_cfg, "sampler": sampler}
         if chance:
             extra["chance"] = chance
-        finished = sum(record.state_counts(study).values())
+        finished = sum(state_counts(study).values())
         confirming = plan["top_k"] > 0 and finished >= budget and best is not None and not chance
         outputs = record.write_outputs(study, out, settings, metrics, modes, extra=extra,
                                        policy_file="proxy_best.json" if confirming else "policy.json")
@@ -282,7 +285,7 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
         if confirming:
             def start_ray():
                 nonlocal started_ray
-                started_ray = started_ray or compat.init_ray(ray_address)
+                started_ray = started_ray or ray_cluster.init_ray(ray_address)
             verdict, confirmed = _confirm(study, out, settings, plan, confirm_cfg, metrics, modes,
                                           cpus=cpus, gpus=gpus, max_concurrent=max_concurrent, live=live,
                                           reuse_from=reuse_from, clock=clock, start_ray=start_ray)
@@ -350,7 +353,7 @@ def _confirm(study, out: Path, settings: dict, plan: dict, config: dict, metrics
     with timing:
         finals, errors, time_limited = confirm_stage.run_confirmation(
             candidates, config, seeds, folder, initial=plan["seeds"], metric=metrics[0], maximize=maximize,
-            cpus=cpus, gpus=gpus, max_concurrent=max_concurrent or compat.max_concurrent(cpus, gpus),
+            cpus=cpus, gpus=gpus, max_concurrent=max_concurrent or tune_glue.max_concurrent(cpus, gpus),
             time_limit_s=plan.get("time_limit_s"), before_first_run=first_run, on_done=on_done)
     confirmed = confirm_stage.summarize(candidates, finals, metrics[0])
     if not any(c.scores for c in confirmed):

@@ -1,5 +1,6 @@
 """The settings of a search, each checked here and only here: budget, time limit, objectives,
-proxy task, known baselines, the output folder and the `--resume` compatibility check.
+known baselines, the output folder and the `--resume` compatibility check (the proxy task:
+`autosoft.search.proxy`).
 
 >>> parse_time_limit("30m")
 1800.0
@@ -17,7 +18,9 @@ from typing import Sequence
 
 from autosoft.errors import AutosoftError
 from autosoft.files import atomic_write_json
+from autosoft.rundir import with_defaults
 from autosoft.search import record
+from autosoft.search.proxy import CONFIRM_DEFAULTS, EARLY_STOPPING
 
 # Known policies run first and are confirmed beside the searched ones: the fixed policies a user
 # would otherwise pick, so an exported searched policy has beaten each of them at the target.
@@ -96,60 +99,11 @@ def choose_baselines(enqueue_baselines: bool | Sequence[str], samples: list) -> 
     return list(enqueue_baselines or [])
 
 
-def proxy_config(dataset: str, proxy: str | dict = "auto", *, target: dict, n_train: int, seed: int = 0,
-                 data_dir=None, threads: int | None = None, early_stopping: str = "off") -> tuple[dict, list[str]]:
-    """The proxy task's TrainConfig as a dict, and how it was made, in words.
-
-    "auto" derives it from `target` (see `autosoft.search.proxy`); "cpu" / "gpu" start from a
-    fixed preset instead. `proxy` may be a dict of overrides with an optional "preset" key.
-    """
-    from autosoft.data import TEST_FRACTION
-    from autosoft.search.proxy import derive_proxy
-    from autosoft.train import PROXY_PRESETS, TrainConfig
-
-    overrides = dict(proxy) if isinstance(proxy, dict) else {"preset": proxy}
-    preset = overrides.pop("preset", "auto")
-    if preset == "auto":
-        base, notes = derive_proxy(target, n_train)
-        notes = ["derived from the target"] + notes
-    elif preset in PROXY_PRESETS:
-        base, notes = PROXY_PRESETS[preset], [f"the {preset!r} preset"]
-    else:
-        raise AutosoftError(f"unknown proxy preset {preset!r}; allowed: auto (derived from the target), "
-                            f"{', '.join(PROXY_PRESETS)}")
-    if overrides:
-        notes.append("overridden: " + ", ".join(sorted(overrides)))
-    # Without early stopping only a trial's final score is used; ASHA scores every epoch.
-    if early_stopping == "off":
-        base = {**base, "val_every": 0}
-        notes.append("validated after the last epoch only")
-    elif overrides.get("val_every", 1) != 1:
-        raise AutosoftError(f"proxy val_every: early stopping ({early_stopping}) scores every epoch; "
-                            f"expected 1, got {overrides['val_every']!r}")
-    # The proxy sees the target's images: the same size, the same test split held out (a preset too).
-    same_data = {k: target.get(k, default) for k, default in (("image_size", None), ("test_fraction", TEST_FRACTION))}
-    for key, value in same_data.items():
-        if key in overrides and overrides[key] != value:
-            raise AutosoftError(f"proxy {key} {overrides[key]!r} differs from the target's {value!r}: a policy is "
-                                f"searched on the images it is for; set it for both with --{key.replace('_', '-')}")
-    config = {**base, **overrides, **same_data, "dataset": dataset, "seed": seed, "data_dir": data_dir,
-              "eval_test": False}
-    if threads is not None:
-        config["threads"] = threads
-    train_config = TrainConfig.from_dict(config)
-    train_config.validate()
-    if not train_config.val_size:
-        raise AutosoftError("proxy val_size: expected > 0; the search scores on a validation split carved "
-                            "from train, never on the test split")
-    return train_config.to_dict(), notes
-
-
 def confirmation_plan(top_k: int | None, seeds: int | None, fidelity: float, *, on_gpu: bool,
                       max_seeds: int | None = None, time_limit_s: str | float | None = None) -> dict:
     """How many searched policies are confirmed, with how many seeds to start the race and at
     most, at what share of the target's epochs, and the race's time limit (no new round after
     it); None takes the device's default (`autosoft.search.proxy.CONFIRM_DEFAULTS`)."""
-    from autosoft.search.proxy import CONFIRM_DEFAULTS
     default_k, default_s, default_cap = CONFIRM_DEFAULTS["gpu" if on_gpu else "cpu"]
     top_k = default_k if top_k is None else top_k
     seeds = default_s if seeds is None else seeds
@@ -173,7 +127,6 @@ def confirmation_plan(top_k: int | None, seeds: int | None, fidelity: float, *, 
 
 def check_early_stopping(kind: str | None) -> str:
     """"off" (every trial runs its whole schedule) or "asha"; None takes the default."""
-    from autosoft.search.proxy import EARLY_STOPPING
     kind = EARLY_STOPPING[0] if kind is None else kind
     if kind not in EARLY_STOPPING:
         raise AutosoftError(f"unknown early stopping {kind!r}; allowed: {', '.join(EARLY_STOPPING)}")
@@ -281,7 +234,7 @@ def _discard_study(out: Path) -> None:
 
 def _comparable(key: str, value):
     if key in ("proxy", "target") and isinstance(value, dict):
-        from autosoft.train import with_defaults  # a search saved before a field existed still resumes
+        # with_defaults: a search saved before a field existed still resumes
         return {k: v for k, v in with_defaults(value).items() if k not in PROXY_FREE_KEYS}
     if key == "confirmation" and isinstance(value, dict):  # more policies or seeds only add runs
         return {"config": _comparable("proxy", value.get("config")), "fidelity": value.get("fidelity")}

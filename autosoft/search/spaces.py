@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from autosoft.errors import AutosoftError
+from autosoft.policy import Policy
+from autosoft.search.optuna_workarounds import picklable_nsga2_sampler, quiet_experimental_warnings
 
 SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 SPACE_NAMES = ("autoaugment", "randaugment", "soft", "autoaugment+soft", "randaugment+soft")
@@ -129,7 +131,6 @@ def describe_spaces() -> str:
 def sample_policies(space: str | SearchSpace, n: int, *, seed: int = 0) -> list:
     """`n` policies drawn uniformly at random from a space (no training): the random control."""
     import optuna
-    from autosoft.policy import Policy
 
     space = load_space(space)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -157,7 +158,6 @@ def make_sampler(n_objectives: int, budget: int, seed: int, kind: str = "tpe"):
         raise AutosoftError(f"unknown sampler {kind!r}; allowed: {', '.join(SAMPLERS)}")
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    from autosoft.search.compat import picklable_nsga2_sampler, quiet_experimental_warnings
     if n_objectives > 1:
         return picklable_nsga2_sampler(population_size=max(4, min(50, budget // 4)), seed=seed)
     with quiet_experimental_warnings():  # multivariate and group are "experimental" in Optuna; TPE is the point

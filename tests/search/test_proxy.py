@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from autosoft.errors import AutosoftError
-from autosoft.search.proxy import (MIN_STEPS, chance_note, confirmation_config, derive_proxy, target_config)
-from autosoft.search.settings import confirmation_plan, proxy_config
+from autosoft.search.proxy import (MIN_STEPS, chance_note, confirmation_config, derive_proxy, proxy_config,
+                                   target_config)
+from autosoft.search.settings import confirmation_plan
 
 W32 = {"epochs": 40, "batch_size": 256, "lr": 0.2, "warmup_epochs": 2, "train_size": 5000, "val_size": 1000,
        "model": "proxy", "model_kwargs": {"width": 32}, "weak_aug_epochs": 0}

@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 from autosoft.errors import AutosoftError
 from autosoft.policy import load_policy
 from autosoft.search import record
+from autosoft.search.trials import best_trial, complete_trials, state_counts, trial_state
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SOFTAUG = load_policy("softaug").to_dict()
@@ -57,19 +58,19 @@ def _study(tmp_path):
 
 def test_states_requeue_rows_and_csv(tmp_path, no_ray):
     study = _study(tmp_path)
-    assert record.state_counts(study) == {"complete": 2, "stopped": 1, "failed": 1}
+    assert state_counts(study) == {"complete": 2, "stopped": 1, "failed": 1}
     running = study.get_trials()[4]
-    assert record.trial_state(running) == "running"
+    assert trial_state(running) == "running"
 
     assert record.requeue_interrupted(study) == 1  # the kill's victim: marked, its point enqueued again
     assert record.requeue_interrupted(study) == 0
     trials = study.get_trials()
-    assert [record.trial_state(t) for t in trials] == ["complete", "complete", "stopped", "failed", "interrupted",
-                                                       "waiting"]
+    assert [trial_state(t) for t in trials] == ["complete", "complete", "stopped", "failed", "interrupted",
+                                                "waiting"]
     assert trials[5].params == {} and trials[5].system_attrs["fixed_params"] == running.params
-    assert record.state_counts(study) == {"complete": 2, "stopped": 1, "failed": 1}  # interrupted never counts
-    assert record.best_trial(record.complete_trials(study), "max").number == 1
-    assert record.best_trial(record.complete_trials(study), "min").number == 0
+    assert state_counts(study) == {"complete": 2, "stopped": 1, "failed": 1}  # interrupted never counts
+    assert best_trial(complete_trials(study), "max").number == 1
+    assert best_trial(complete_trials(study), "min").number == 0
 
     rows = record.trial_rows(study, ["val_acc"])
     assert [(r["number"], r["state"], r["policy"], r["val_acc"], r["epochs"]) for r in rows] == [
@@ -174,7 +175,8 @@ def test_bad_storage_is_one_line():
 
 
 def test_importing_the_package_imports_neither_ray_nor_optuna():
-    code = ("import sys, autosoft.cli, autosoft.search, autosoft.search.record, autosoft.search.compat; "
+    code = ("import sys, autosoft.cli, autosoft.search, autosoft.search.record, autosoft.search.ray_cluster, "
+            "autosoft.search.tune_glue, autosoft.search.live_view, autosoft.search.optuna_workarounds; "
             "autosoft.cli.build_parser(); print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'optuna'}))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"

@@ -488,7 +488,7 @@ def test_cli_search_that_cannot_start_writes_nothing(cluster, small_cifar10, tmp
 
 
 def test_ray_address_that_answers_nothing_fails_in_seconds(cluster):
-    from autosoft.search.compat import check_ray_address
+    from autosoft.search.ray_cluster import check_ray_address
     check_ray_address(cluster)  # the running cluster answers
     for address in ("127.0.0.1:1", "ray://127.0.0.1:1"):
         start = time.time()
@@ -502,13 +502,13 @@ def test_ray_address_that_answers_nothing_fails_in_seconds(cluster):
 def test_a_search_that_finished_no_trial_is_taken_over(cluster, small_cifar10, tmp_path, capsys, monkeypatch):
     """A start that failed after writing its folder (here: Ray would not start) holds no result, so
     the next command, with other settings, takes the folder over; a finished trial keeps it."""
-    from autosoft.search import compat
+    from autosoft.search import ray_cluster
     out = tmp_path / "search"
     good = _cli_search_args(small_cifar10, tmp_path, out)
 
     def no_ray(address=None, **kw):
         raise AutosoftError("Ray would not start")
-    monkeypatch.setattr(compat, "init_ray", no_ray)
+    monkeypatch.setattr(ray_cluster, "init_ray", no_ray)
     assert cli_main([*good, "--space", "autoaugment"]) == 2 and "Ray would not start" in capsys.readouterr().err
     assert (out / "search.json").exists() and (out / "study.db").exists()
     monkeypatch.undo()

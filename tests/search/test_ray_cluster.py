@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from autosoft.errors import AutosoftError
-from autosoft.search.compat import _fits, epochs_done, trial_device, trial_resources
 
 pytest.importorskip("ray")
 optuna = pytest.importorskip("optuna")
@@ -152,21 +151,21 @@ def test_a_search_on_two_nodes_runs_trials_on_both(two_nodes, small_cifar10, tmp
 
 def test_token_settings_that_cannot_work_fail_in_one_line(monkeypatch, tmp_path):
     """Where ray 2.60.0 would abort the process (a failed C++ check), autosoft says what is wrong."""
-    from autosoft.search import compat
+    from autosoft.search import ray_cluster
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
     with pytest.raises(AutosoftError, match=r"^RAY_AUTH_TOKEN_PATH=.*/missing: no Ray token can be read there"):
-        compat.use_ray_token()
+        ray_cluster.use_ray_token()
     monkeypatch.delenv("RAY_AUTH_TOKEN_PATH")
     with pytest.raises(AutosoftError, match=r"\(RAY_AUTH_MODE=token\) but this machine has no token"):
-        compat.use_ray_token()
+        ray_cluster.use_ray_token()
     (tmp_path / ".ray").mkdir()
     (tmp_path / ".ray" / "auth_token").write_text("0123abcd\n")
-    assert compat.use_ray_token() == str(tmp_path / ".ray" / "auth_token")
+    assert ray_cluster.use_ray_token() == str(tmp_path / ".ray" / "auth_token")
     monkeypatch.setenv("RAY_AUTH_TOKEN", "0123abcd")  # the variable comes first, as in Ray
-    assert compat.use_ray_token() == "RAY_AUTH_TOKEN"
+    assert ray_cluster.use_ray_token() == "RAY_AUTH_TOKEN"
 
 
 @pytest.mark.skipif(RAY is None, reason="needs the ray command line")
@@ -176,7 +175,7 @@ def test_a_search_starts_its_own_ray_beside_a_running_cluster(monkeypatch):
     # provided"): a search next to a cluster failed. RAY_TMPDIR keeps this cluster to the test.
     import ray
 
-    from autosoft.search.compat import init_ray
+    from autosoft.search.ray_cluster import init_ray
 
     tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
     marker = f"{MARKER}=beside-{os.getpid()}"
@@ -196,46 +195,3 @@ def test_a_search_starts_its_own_ray_beside_a_running_cluster(monkeypatch):
     finally:
         assert _kill_marked(marker) == []
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-# ---- no cluster needed: how many trials fit, and which device a trial trains on ----
-
-
-@pytest.mark.parametrize("share, fits", [(0.25, 4), (0.2, 5), (0.1, 10), (0.125, 8), (1 / 3, 3), (0.3, 3), (1, 1)])
-def test_gpu_shares_are_counted_as_ray_counts_them(share, fits):
-    # Float floor division says 1 // 0.2 == 4 and 1 // 0.1 == 9: a search sharing one GPU five
-    # or ten ways ran one trial fewer at a time than Ray would have placed.
-    assert _fits({"CPU": 16, "GPU": 1}, 1, share) == fits
-    assert _fits({"CPU": 16, "GPU": 2}, 1, share) == min(16, 2 * fits)
-
-
-def test_cpu_shares_and_limits():
-    assert _fits({"CPU": 2}, 0.1, 0) == 20
-    assert _fits({"CPU": 16, "GPU": 1}, 3, 0.125) == 5  # the CPUs are the limit
-    with pytest.raises(AutosoftError, match="needs 1 CPU and 0.5 GPU but the Ray cluster has 16 CPU and 0 GPU"):
-        _fits({"CPU": 16}, 1, 0.5)
-    with pytest.raises(AutosoftError, match="finer than Ray's resolution"):
-        _fits({"CPU": 16, "GPU": 1}, 1, 0.00001)
-
-
-def test_trial_resources_defaults_and_checks():
-    assert trial_resources(None, None, {"device": "cpu"}) == (1, 0)
-    assert trial_resources(2, 0.125, {"device": "auto"}) == (2, 0.125)
-    with pytest.raises(AutosoftError, match="expected cpus > 0 and gpus >= 0"):
-        trial_resources(1, -0.5, {})
-
-
-def test_a_worker_assigned_no_gpu_trains_on_the_cpu():
-    # ray 2.60.0 leaves CUDA_VISIBLE_DEVICES alone for a worker assigned no GPU: "auto" must not
-    # take the GPU behind Ray's back.
-    assert trial_device("auto", [], cuda_available=True) == "cpu"
-    assert trial_device("auto", ["0"], cuda_available=True) == "auto"
-    # No GPU visible: unchanged, so configs saved by runs on CPU machines still match on resume.
-    assert trial_device("auto", [], cuda_available=False) == "auto"
-    assert trial_device("cuda", [], cuda_available=True) == "cuda"  # asked for explicitly: kept
-    assert trial_device("cpu", ["0"], cuda_available=True) == "cpu"
-
-
-def test_epochs_done_counts_from_the_zero_based_epoch():
-    assert epochs_done({"epoch": 0}, 7) == 1 and epochs_done({"epoch": 14.0}, 7) == 15
-    assert epochs_done({}, 7) == 7 and epochs_done(None, 0) == 0  # no report: the caller's default
