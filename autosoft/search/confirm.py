@@ -35,7 +35,7 @@ from autosoft.policy import Policy, load_policy
 from autosoft.rundir import RunDir
 from autosoft.search import racing
 from autosoft.search.record import write_csv
-from autosoft.search.tune_glue import trial_device, worker_config
+from autosoft.search.tune_glue import max_concurrent as max_concurrent_trials, trial_device, worker_config
 from autosoft.train import train
 
 
@@ -301,10 +301,11 @@ def reuse_runs(folder: Path, candidates: Sequence[Candidate], config: dict, seed
 
 
 def run_confirmation(candidates: Sequence[Candidate], config: dict, seeds: Sequence[int], folder: Path, *,
-                     initial: int, metric: str, maximize: bool, cpus: float, gpus: float, max_concurrent: int,
-                     time_limit_s: float | None = None, before_first_run=None, on_done=None) -> tuple[dict, dict, bool]:
+                     initial: int, metric: str, maximize: bool, cpus: float, gpus: float,
+                     max_concurrent: int | None = None, time_limit_s: float | None = None, before_first_run=None, on_done=None) -> tuple[dict, dict, bool]:
     """Race the candidates (`autosoft.search.racing`): train the runs the race asks for, round
-    by round, `max_concurrent` at a time on Ray, until it ends. `seeds`: every seed a candidate
+    by round, `max_concurrent` at a time on Ray (None: as many as the cluster fits, read once Ray is
+    up), until it ends. `seeds`: every seed a candidate
     may get (the cap is their number), the first `initial` of them for all. Finished runs are
     read back, not trained. After `time_limit_s` no new round starts beyond the first seeds.
 
@@ -334,6 +335,8 @@ def run_confirmation(candidates: Sequence[Candidate], config: dict, seeds: Seque
             import ray
             if before_first_run is not None:
                 before_first_run()
+            if max_concurrent is None:  # only now: a resumed race starts Ray in before_first_run
+                max_concurrent = max_concurrent_trials(cpus, gpus)
             task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_confirm_run)
         pending: dict = {}
         while todo or pending:

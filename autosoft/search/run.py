@@ -353,7 +353,7 @@ def _confirm(study, out: Path, settings: dict, plan: dict, config: dict, metrics
     with timing:
         finals, errors, time_limited = confirm_stage.run_confirmation(
             candidates, config, seeds, folder, initial=plan["seeds"], metric=metrics[0], maximize=maximize,
-            cpus=cpus, gpus=gpus, max_concurrent=max_concurrent or tune_glue.max_concurrent(cpus, gpus),
+            cpus=cpus, gpus=gpus, max_concurrent=max_concurrent or None,
             time_limit_s=plan.get("time_limit_s"), before_first_run=first_run, on_done=on_done)
     confirmed = confirm_stage.summarize(candidates, finals, metrics[0])
     if not any(c.scores for c in confirmed):

@@ -411,10 +411,21 @@ def test_the_race_pairs_seeds_on_one_split_stops_the_worse_and_a_resume_adds_see
     runs = {p: p.read_bytes() for p in (out / "confirm").rglob("*") if p.is_file()}
     _search(small_cifar10, out, resume=True, **{**kw, "confirm_max_seeds": 5})
     assert {p: p.read_bytes() for p in (out / "confirm").rglob("*") if p.is_file()} == runs
-    # Resumed with a fourth starting seed: the six finished runs are read back, never trained
-    # again, and both policies get seed 3 (paired again); the erased one stays stopped.
+    # Resumed with a fourth starting seed, as a user resumes: a fresh process (Ray not up in it:
+    # there are no trials left to start it) and no --max-concurrent. The six finished runs are read
+    # back, never trained again, and both policies get seed 3 (paired again); the erased one stays stopped.
     stamps = {p.name: (p / "final.json").stat().st_mtime_ns for p in (out / "confirm").iterdir()}
-    again = _search(small_cifar10, out, resume=True, **{**kw, "confirm_seeds": 4, "confirm_max_seeds": 5})
+    resumed = {**kw, "confirm_seeds": 4, "confirm_max_seeds": 5, "space": str(space)}
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {os.getcwd()!r})
+        from autosoft.search import run_search
+        run_search(dataset="cifar10", out_dir={str(out)!r}, data_dir={str(small_cifar10)!r}, cpus_per_trial=1,
+                   ray_address={cluster!r}, resume=True, live=False, **{resumed!r})
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = _search(small_cifar10, out, resume=True, **resumed)  # reads the race back: nothing left to train
     for name, stamp in stamps.items():
         assert (out / "confirm" / name / "final.json").stat().st_mtime_ns == stamp, name
     assert sorted(p.name for p in (out / "confirm").iterdir()) == sorted(f"{n}-s{s}" for n in rows for s in range(4))
