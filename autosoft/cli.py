@@ -104,13 +104,13 @@ def _config_from_flags(args, base: dict, keys) -> dict:
     return config
 
 
-def _train_config(args):
+def train_config_from_args(args):
     base = read_json_object(args.config, "train settings") if args.config else {}
     return TrainConfig.from_dict(_config_from_flags(args, base, TRAIN_FLAGS))
 
 
 def _train(args) -> int:
-    config = _train_config(args)
+    config = train_config_from_args(args)
     out = Path(args.out or f"runs/train-{config.dataset.replace(':', '_').replace('/', '_')}-{Path(str(args.policy)).stem}-s{config.seed}")
     if args.resume and not RunDir(out).config.exists():
         raise AutosoftError(f"--resume: {out} holds no run to resume; drop --resume to start one")
@@ -203,7 +203,7 @@ def _add_search_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _proxy_settings(args) -> dict:
+def proxy_settings_from_args(args) -> dict:
     # The preset first: a --config file's own "preset" wins over --proxy, as it always has.
     base = {"preset": args.proxy, **(read_json_object(args.config, "proxy settings") if args.config else {})}
     return _config_from_flags(args, base, PROXY_FLAGS)
@@ -214,7 +214,7 @@ def _search(args) -> int:
     result = run_search(dataset=args.dataset, budget=args.budget, space=args.space, out_dir=args.out,
                         resume=args.resume, objectives=args.objective, storage=args.storage,
                         ray_address=args.ray_address, time_limit_s=args.time_limit,
-                        proxy=_proxy_settings(args), target=args.target_config, confirm=args.confirm,
+                        proxy=proxy_settings_from_args(args), target=args.target_config, confirm=args.confirm,
                         confirm_seeds=args.confirm_seeds, confirm_fidelity=args.confirm_fidelity,
                         confirm_max_seeds=args.confirm_max_seeds, confirm_time_limit_s=args.confirm_time_limit,
                         sampler=args.sampler, early_stopping=args.early_stopping,

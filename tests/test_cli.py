@@ -46,28 +46,28 @@ def test_unknown_subcommand_is_one_line():
 
 
 def test_flags_overlay_the_config_file_for_train_and_search(tmp_path):
-    from autosoft.cli import _proxy_settings, _train_config, build_parser
+    from autosoft.cli import proxy_settings_from_args, train_config_from_args, build_parser
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"epochs": 7, "lr": 0.2, "model_kwargs": {"width": 16, "depth": 2}}))
     parser = build_parser()
     args = parser.parse_args(["train", "--config", str(path), "--epochs", "3", "--width", "8", "--download"])
-    config = _train_config(args)
+    config = train_config_from_args(args)
     assert (config.epochs, config.lr, config.model_kwargs, config.download) == (3, 0.2, {"width": 8, "depth": 2}, True)
-    assert _train_config(parser.parse_args(["train", "--config", str(path)])).epochs == 7
+    assert train_config_from_args(parser.parse_args(["train", "--config", str(path)])).epochs == 7
     args = parser.parse_args(["search", "--dataset", "cifar10", "--budget", "2", "--proxy", "cpu",
                               "--config", str(path), "--val-size", "50", "--width", "4"])
-    assert _proxy_settings(args) == {
+    assert proxy_settings_from_args(args) == {
         "preset": "cpu", "epochs": 7, "lr": 0.2, "model_kwargs": {"width": 4, "depth": 2}, "val_size": 50}
 
 
 def test_image_size_and_test_fraction_flags_for_train_and_search(monkeypatch, capsys):
     import autosoft.cli
-    from autosoft.cli import _train_config, build_parser, main
+    from autosoft.cli import train_config_from_args, build_parser, main
     from autosoft.errors import AutosoftError
     args = build_parser().parse_args(["train", "--image-size", "48", "--test-fraction", "0.3"])
-    config = _train_config(args)
+    config = train_config_from_args(args)
     assert (config.image_size, config.test_fraction) == (48, 0.3)
-    assert _train_config(build_parser().parse_args(["train"])).image_size is None
+    assert train_config_from_args(build_parser().parse_args(["train"])).image_size is None
     seen = {}
 
     def fake_search(**kwargs):  # the search gets them for its target (and so its proxy), not as proxy overrides

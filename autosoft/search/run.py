@@ -16,7 +16,7 @@ from autosoft.errors import AutosoftError
 from autosoft.files import atomic_write_text
 from autosoft.search import live_view, proxy as proxy_rules, ray_cluster, record, settings as _settings, tune_glue
 from autosoft.search import confirm as confirm_stage
-from autosoft.search.spaces import load_space, make_sampler, sample_policies, space_id
+from autosoft.search.spaces import SearchSpace, load_space, make_sampler, sample_policies, space_id
 from autosoft.search.trials import best_trial, complete_trials, state_counts
 from autosoft.train import load_data, open_train_split
 
@@ -114,6 +114,65 @@ class StageTimes:
             atomic_write_text(self.path, "".join(self._keep) + json.dumps(line) + "\n")  # a kill leaves a whole file
 
 
+@dataclass(frozen=True)
+class ConfirmationPlan:
+    """The confirmation stage: the `top_k` best searched policies and the baselines, retrained at
+    `config` (the target at `fidelity` of its epochs, on one fixed validation split) and raced:
+    `seeds` each to start, up to `max_seeds` for those within noise of the best, no new round
+    after `time_limit_s`."""
+    top_k: int
+    seeds: int
+    max_seeds: int
+    fidelity: float
+    time_limit_s: float | None
+    config: TrainConfig
+
+    def settings(self) -> dict:
+        """As search.json keeps it."""
+        return {"top_k": self.top_k, "seeds": self.seeds, "max_seeds": self.max_seeds, "fidelity": self.fidelity,
+                "time_limit_s": self.time_limit_s, "config": self.config.to_dict()}
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """What one start of a search does, every setting checked: nothing is written and Ray is
+    not started until a plan stands. Configs are TrainConfigs here, dicts only at the Ray and
+    search.json boundaries."""
+    out: Path
+    resume: bool
+    dataset: str
+    budget: int
+    space: SearchSpace
+    space_id: str
+    metrics: tuple[str, ...]      # the objectives' metric names; the first decides the ranking
+    modes: tuple[str, ...]        # "max" / "min", one per metric
+    sampler: str
+    seed: int
+    baselines: tuple[str, ...]    # known policies run first and always confirmed
+    early_stopping: str
+    time_limit_s: float | None    # for the trials
+    target: TrainConfig           # the training the policy is for
+    proxy: TrainConfig            # what each trial trains
+    proxy_notes: tuple[str, ...]  # how the proxy was made, in words
+    confirmation: ConfirmationPlan
+    n_train: int                  # images in the train split
+    cpus: float                   # per trial and per confirmation run
+    gpus: float
+    max_concurrent: int | None    # None: as many as the cluster fits
+    ray_address: str | None
+    storage: str | None           # None: sqlite in the output folder
+    reuse_from: tuple[Path, ...]  # searches whose finished confirmation runs are copied
+    live: bool
+
+    def settings(self) -> dict:
+        """search.json for a new search (a resume checks the saved one against it)."""
+        return {"dataset": self.dataset, "space": self.space_id, "objectives": list(self.metrics),
+                "proxy": self.proxy.to_dict(), "proxy_rules": list(self.proxy_notes), "target": self.target.to_dict(),
+                "sampler": self.sampler, "seed": self.seed, "baselines": list(self.baselines), "budget": self.budget,
+                "confirmation": self.confirmation.settings(), "early_stopping": self.early_stopping,
+                "storage": self.storage, "study_name": f"autosoft-{self.out.name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"}
+
+
 def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", out_dir=None, resume: bool = False,
                objectives: str | Sequence[str] = _settings.DEFAULT_OBJECTIVE, storage: str | None = None,
                ray_address: str | None = None, time_limit_s: str | float | None = None, proxy: str | dict = "auto",
@@ -143,14 +202,57 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     confirmation runs are kept, cut-short ones run again. `time_limit_s` (seconds or "30m")
     bounds the trials. See `autosoft.search` for the output files.
     """
+    plan, data, rdb = _plan(**locals())
+    settings, study, rdb = _open_study(plan, rdb)
+    # A resumed search must not draw the same random points again: offset the seed by the trials so far.
+    trial_sampler = make_sampler(len(plan.metrics), plan.budget, plan.seed + len(study.get_trials(deepcopy=False)),
+                                 plan.sampler)
+    requeued = record.requeue_interrupted(study)
+    finished_before = sum(state_counts(study).values())
+    remaining = plan.budget - finished_before
+    clock = StageTimes(plan.out / "wall_times.jsonl")
+    if plan.live:
+        _announce(plan, data, finished_before=finished_before, requeued=requeued, remaining=remaining)
+
+    ray = _RayStarter(plan.ray_address)
+    verdict = confirmed = None
+    try:
+        if remaining > 0:
+            ray.start()
+            _run_trials(plan, settings, study, rdb, data, trial_sampler, remaining, clock)
+        outputs, extra, chance, confirming = _proxy_results(plan, settings, study, data)
+        if confirming:
+            verdict, confirmed = _confirm(plan, settings, study, clock, ray)
+            extra["confirmation"] = _confirmation_provenance(verdict, plan)
+            outputs["policy_path"] = _export_confirmed(plan, settings, study, verdict, outputs, extra)
+    finally:
+        ray.shutdown()
+        clock.close()
+
+    return SearchResult(out_dir=plan.out, policy_path=outputs["policy_path"], best_trial=outputs["best_trial"],
+                        best_scores=outputs["best_scores"], objectives=list(plan.metrics), trials=outputs["rows"],
+                        finished=outputs["finished"], budget=plan.budget, complete=outputs["finished"] >= plan.budget,
+                        pareto=outputs["pareto"], wall_time_s=time.time() - clock.started,
+                        verdict=verdict.text if verdict else None,
+                        confirmation=[c.summary() for c in confirmed or ()],
+                        proxy_rank_correlation=verdict.proxy_rank_correlation if verdict else None,
+                        proxy_ranked=verdict.proxy_ranked if verdict else 0,
+                        chance=chance["message"] if chance else None,
+                        stage_times_s=clock.seconds())
+
+
+def _plan(*, dataset, budget, space, out_dir, resume, objectives, storage, ray_address, time_limit_s, proxy, target,
+          confirm, confirm_seeds, confirm_fidelity, confirm_max_seeds, confirm_time_limit_s, sampler, early_stopping,
+          cpus_per_trial, gpus_per_trial, max_concurrent, seed, data_dir, enqueue_baselines, live, image_size,
+          test_fraction, reuse_confirmation):
+    """Check every setting and read the proxy's data, writing nothing: the plan, the data, and
+    the study's storage when --storage named one (a bad URL fails here)."""
     try:
         import optuna  # noqa: F401
-        from ray import tune
+        from ray import tune  # noqa: F401
     except ImportError as e:
         raise AutosoftError(f"autosoft search needs Ray Tune and Optuna ({e}); "
                             "install them with: pip install 'ray[tune]' optuna") from None
-
-    # Every setting is checked before anything is written or Ray starts.
     budget = _settings.check_budget(budget)
     out = _settings.output_folder(out_dir, dataset, resume=resume)
     time_limit_s = _settings.parse_time_limit(time_limit_s)
@@ -174,209 +276,217 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
                                                       data_dir=data_dir, threads=threads,
                                                       early_stopping=early_stopping)
     cpus, gpus = tune_glue.trial_resources(cpus_per_trial, gpus_per_trial, proxy_cfg)
-    plan = _settings.confirmation_plan(confirm, confirm_seeds, confirm_fidelity, on_gpu=gpus > 0,
-                                       max_seeds=confirm_max_seeds, time_limit_s=confirm_time_limit_s)
+    stage = _settings.confirmation_plan(confirm, confirm_seeds, confirm_fidelity, on_gpu=gpus > 0,
+                                        max_seeds=confirm_max_seeds, time_limit_s=confirm_time_limit_s)
     # One validation split for every confirmation run: a seed changes the model and the draws, not the split.
-    confirm_cfg = {**proxy_rules.confirmation_config(target_cfg, proxy_cfg, plan["fidelity"]),
-                   "split_seed": proxy_rules.CONFIRM_SPLIT_SEED}
-    fresh = {"dataset": dataset, "space": space_id(space), "objectives": metrics, "proxy": proxy_cfg,
-             "proxy_rules": proxy_notes, "target": target_cfg, "sampler": sampler, "seed": seed,
-             "baselines": baselines, "budget": budget, "confirmation": {**plan, "config": confirm_cfg},
-             "early_stopping": early_stopping,
-             "storage": storage,  # None: sqlite in the output folder
-             "study_name": f"autosoft-{out.name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"}
+    confirm_cfg = TrainConfig.from_dict({**proxy_rules.confirmation_config(target_cfg, proxy_cfg, stage["fidelity"]),
+                                         "split_seed": proxy_rules.CONFIRM_SPLIT_SEED})
     proxy_train = TrainConfig.from_dict(proxy_cfg)
     data = load_data(proxy_train, train_set=train_set)  # the split read above, not read (decoded) again
     shape = data.train.num_classes, data.train.images.shape[1], data.train.images.shape[-1]
     check_model(proxy_train, *shape)  # an unknown model: fail now, not in every trial
-    if plan["top_k"]:
-        check_model(TrainConfig.from_dict(confirm_cfg), *shape)
-        if confirm_cfg["val_size"] >= n_train:
-            raise AutosoftError(f"confirmation val_size {confirm_cfg['val_size']}: leaves nothing to train on "
+    if stage["top_k"]:
+        check_model(confirm_cfg, *shape)
+        if confirm_cfg.val_size >= n_train:
+            raise AutosoftError(f"confirmation val_size {confirm_cfg.val_size}: leaves nothing to train on "
                                 f"in the {n_train} train images of {dataset}; lower the target's val_size")
     # A bad --storage URL fails before anything is written (a sqlite file in a folder still to be made: after).
     db = record.sqlite_file(storage) if storage else None
     rdb = record.open_storage(storage) if storage and (db is None or db.parent.is_dir()) else None
     ray_cluster.check_ray_address(ray_address)  # a cluster that is not there: fail in seconds, not minutes
     tune_glue.check_fits(cpus, gpus, ray_address)  # a GPU share with no GPU
+    plan = SearchPlan(
+        out=out, resume=resume, dataset=dataset, budget=budget, space=space_obj, space_id=space_id(space),
+        metrics=tuple(metrics), modes=tuple(modes), sampler=sampler, seed=seed, baselines=tuple(baselines),
+        early_stopping=early_stopping, time_limit_s=time_limit_s, target=TrainConfig.from_dict(target_cfg),
+        proxy=proxy_train, proxy_notes=tuple(proxy_notes), confirmation=ConfirmationPlan(**stage, config=confirm_cfg),
+        n_train=n_train, cpus=cpus, gpus=gpus, max_concurrent=max_concurrent, ray_address=ray_address,
+        storage=storage, reuse_from=tuple(reuse_from), live=live)
+    return plan, data, rdb
 
-    settings = _settings.save_settings(out, resume=resume, fresh=fresh)
-    study_url = settings["storage"] or f"sqlite:///{out / 'study.db'}"
-    if rdb is None or study_url != storage:
+
+def _open_study(plan: SearchPlan, rdb):
+    """search.json written (or a resume's checked), the Optuna study opened: settings in force, study, storage."""
+    settings = _settings.save_settings(plan.out, resume=plan.resume, fresh=plan.settings())
+    study_url = settings["storage"] or f"sqlite:///{plan.out / 'study.db'}"
+    if rdb is None or study_url != plan.storage:
         rdb = record.open_storage(study_url)
-    study = record.open_study(rdb, settings["study_name"], modes, baselines)
-    # A resumed search must not draw the same random points again: offset the seed by the trials so far.
-    trial_sampler = make_sampler(len(metrics), budget, seed + len(study.get_trials(deepcopy=False)), sampler)
-    requeued = record.requeue_interrupted(study)
-    finished_before = sum(state_counts(study).values())
-    remaining = budget - finished_before
-    clock = StageTimes(out / "wall_times.jsonl")
-    start = clock.started
-    if live:
-        print(f"[search] proxy: {proxy_cfg['model']} {proxy_cfg.get('model_kwargs') or ''}, {proxy_cfg['epochs']} epochs "
-              f"on {proxy_cfg['train_size']} images, batch {proxy_cfg['batch_size']}, "
-              f"{proxy_cfg['val_size']} validation images ({'; '.join(proxy_notes)})", flush=True)
-        # The target is what confirmation retrains and what `autosoft train` runs after the search.
-        few = few_steps_warning(TrainConfig.from_dict(target_cfg),
-                                min(target_cfg["train_size"] or n_train, n_train - target_cfg["val_size"]),
-                                flags="a --target-config FILE with batch_size, lr, epochs")
-        if few:
-            print(f"[search] warning: the target (what confirmation and the retrain run) {few.removeprefix('this ')}; "
-                  "the proxy keeps enough steps, the target does not", flush=True)
-        if data.test_split is not None:
-            split = data.test_split
-            print(f"[search] {split['folder']} has no train/ and test/ sub-folders: {split['test_images']} images "
-                  f"({split['test_fraction']:g} of each class) are held out as its test split and never seen by the "
-                  f"search; 'autosoft train' holds out the same ones (test_split.json)", flush=True)
-        if resume or requeued:
-            print(f"[search] resuming {out}: {finished_before} trials finished, {requeued} cut short "
-                  f"(enqueued again), {max(remaining, 0)} to go", flush=True)
+    study = record.open_study(rdb, settings["study_name"], list(plan.modes), list(plan.baselines))
+    return settings, study, rdb
 
-    started_ray = False
-    verdict = confirmed = chance = None
-    try:
-        if remaining > 0:
-            started_ray = ray_cluster.init_ray(ray_address)
-            concurrent = max_concurrent or tune_glue.max_concurrent(cpus, gpus)
-            stopped: set[str] = set()
-            searcher = tune_glue.make_searcher(space_obj, metrics=metrics, modes=modes, sampler=trial_sampler,
-                                               study_name=settings["study_name"], storage=rdb,
-                                               epochs=proxy_cfg["epochs"], stopped=stopped)
-            scheduler = None if early_stopping == "off" else \
-                tune_glue.make_scheduler(proxy_cfg["epochs"], stopped, proxy_rules.ASHA_GRACE,
-                                         metric=metrics[0], mode=modes[0])
-            view = live_view.make_live_view(searcher, budget=budget, metric=metrics[0], mode=modes[0], live=live)
-            trainable = tune.with_resources(tune.with_parameters(tune_glue.run_trial, proxy=proxy_cfg, data=data),
-                                            {"cpu": cpus, "gpu": gpus})
-            run_index = len(list((out / "ray").glob("run-*"))) + 1 if (out / "ray").exists() else 1
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(
-                    search_alg=searcher, scheduler=scheduler,
-                    num_samples=remaining, max_concurrent_trials=concurrent, time_budget_s=time_limit_s,
-                    reuse_actors=True,  # a new actor per trial costs seconds (Python start, torch import)
-                    trial_name_creator=lambda t: f"trial-{t.config.get('trial_number', t.trial_id)}",
-                    trial_dirname_creator=lambda t: f"trial-{t.config.get('trial_number', t.trial_id)}"),
-                run_config=tune.RunConfig(
-                    storage_path=str(out / "ray"), name=f"run-{run_index}", verbose=0, callbacks=[view],
-                    failure_config=tune.FailureConfig(max_failures=0)),
-            )
-            try:
-                with clock.stage("trials"), live_view.quiet_tune():
-                    tuner.fit()
-            finally:
-                record.requeue_interrupted(study)
 
-        best = best_trial(complete_trials(study), modes[0])
-        chance = proxy_rules.chance_note(best.values[0] if best else None,
-                                         data.val.labels if data.val is not None else None, metrics[0])
-        if chance and live:
-            print(f"[search] warning: {chance['message']}", flush=True)
-        extra = {"proxy_rules": proxy_notes, "target": target_cfg, "sampler": sampler}
-        if chance:
-            extra["chance"] = chance
-        finished = sum(state_counts(study).values())
-        confirming = plan["top_k"] > 0 and finished >= budget and best is not None and not chance
-        outputs = record.write_outputs(study, out, settings, metrics, modes, extra=extra,
-                                       policy_file="proxy_best.json" if confirming else "policy.json")
-        if finished and outputs["counts"]["failed"] == finished:
-            first = next(r for r in outputs["rows"] if r["state"] == "failed")
-            raise AutosoftError(f"all {finished} trials failed; the first (trial {first['number']}): {first['error']}")
-        if confirming:
-            def start_ray():
-                nonlocal started_ray
-                started_ray = started_ray or ray_cluster.init_ray(ray_address)
-            verdict, confirmed = _confirm(study, out, settings, plan, confirm_cfg, metrics, modes,
-                                          cpus=cpus, gpus=gpus, max_concurrent=max_concurrent, live=live,
-                                          reuse_from=reuse_from, clock=clock, start_ray=start_ray)
-            name = verdict.winner.candidate.name
-            extra["confirmation"] = _confirmation_provenance(verdict, plan, confirm_cfg, metrics[0])
-            export = dict(settings=settings, metrics=metrics, finished=outputs["finished"], out=out, extra=extra)
-            outputs["policy_path"] = record.export_policy(record.trial_of(study, name), out / "policy.json",
-                                                          known=verdict.winner.candidate, **export)
-            if verdict.best_searched is not None:  # to try, or to compare, when a baseline won
-                record.export_policy(record.trial_of(study, verdict.best_searched.candidate.name),
-                                     out / "best_searched.json", **export)
-    finally:
-        if started_ray:
+def _announce(plan: SearchPlan, data, *, finished_before: int, requeued: int, remaining: int) -> None:
+    proxy, target = plan.proxy, plan.target
+    print(f"[search] proxy: {proxy.model} {proxy.model_kwargs or ''}, {proxy.epochs} epochs "
+          f"on {proxy.train_size} images, batch {proxy.batch_size}, "
+          f"{proxy.val_size} validation images ({'; '.join(plan.proxy_notes)})", flush=True)
+    # The target is what confirmation retrains and what `autosoft train` runs after the search.
+    few = few_steps_warning(target, min(target.train_size or plan.n_train, plan.n_train - target.val_size),
+                            flags="a --target-config FILE with batch_size, lr, epochs")
+    if few:
+        print(f"[search] warning: the target (what confirmation and the retrain run) {few.removeprefix('this ')}; "
+              "the proxy keeps enough steps, the target does not", flush=True)
+    if data.test_split is not None:
+        split = data.test_split
+        print(f"[search] {split['folder']} has no train/ and test/ sub-folders: {split['test_images']} images "
+              f"({split['test_fraction']:g} of each class) are held out as its test split and never seen by the "
+              f"search; 'autosoft train' holds out the same ones (test_split.json)", flush=True)
+    if plan.resume or requeued:
+        print(f"[search] resuming {plan.out}: {finished_before} trials finished, {requeued} cut short "
+              f"(enqueued again), {max(remaining, 0)} to go", flush=True)
+
+
+class _RayStarter:
+    """Starts Ray once, when a stage first has work for it (a rerun over a finished search
+    never does), and shuts down only a Ray it started."""
+
+    def __init__(self, address: str | None):
+        self.address, self.started = address, False
+
+    def start(self) -> None:
+        self.started = self.started or ray_cluster.init_ray(self.address)
+
+    def shutdown(self) -> None:
+        if self.started:
             import ray
             ray.shutdown()
-        clock.close()
-
-    return SearchResult(out_dir=out, policy_path=outputs["policy_path"], best_trial=outputs["best_trial"],
-                        best_scores=outputs["best_scores"], objectives=metrics, trials=outputs["rows"],
-                        finished=outputs["finished"], budget=budget, complete=outputs["finished"] >= budget,
-                        pareto=outputs["pareto"], wall_time_s=time.time() - start,
-                        verdict=verdict.text if verdict else None,
-                        confirmation=[c.summary() for c in confirmed or ()],
-                        proxy_rank_correlation=verdict.proxy_rank_correlation if verdict else None,
-                        proxy_ranked=verdict.proxy_ranked if verdict else 0,
-                        chance=chance["message"] if chance else None,
-                        stage_times_s=clock.seconds())
 
 
-def _confirm(study, out: Path, settings: dict, plan: dict, config: dict, metrics, modes, *, cpus, gpus,
-             max_concurrent, live: bool, clock: StageTimes, start_ray, reuse_from=()):
+def _run_trials(plan: SearchPlan, settings: dict, study, rdb, data, trial_sampler, remaining: int,
+                clock: StageTimes) -> None:
+    """The trials on Ray Tune: Optuna samples, the proxy trains, ASHA (if on) stops the poor."""
+    from ray import tune
+
+    metrics, modes, epochs = list(plan.metrics), list(plan.modes), plan.proxy.epochs
+    concurrent = plan.max_concurrent or tune_glue.max_concurrent(plan.cpus, plan.gpus)
+    stopped: set[str] = set()
+    searcher = tune_glue.make_searcher(plan.space, metrics=metrics, modes=modes, sampler=trial_sampler,
+                                       study_name=settings["study_name"], storage=rdb, epochs=epochs, stopped=stopped)
+    scheduler = None if plan.early_stopping == "off" else \
+        tune_glue.make_scheduler(epochs, stopped, proxy_rules.ASHA_GRACE, metric=metrics[0], mode=modes[0])
+    view = live_view.make_live_view(searcher, budget=plan.budget, metric=metrics[0], mode=modes[0], live=plan.live)
+    trainable = tune.with_resources(tune.with_parameters(tune_glue.run_trial, proxy=plan.proxy.to_dict(), data=data),
+                                    {"cpu": plan.cpus, "gpu": plan.gpus})
+    ray_dir = plan.out / "ray"
+    run_index = len(list(ray_dir.glob("run-*"))) + 1 if ray_dir.exists() else 1
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, scheduler=scheduler,
+            num_samples=remaining, max_concurrent_trials=concurrent, time_budget_s=plan.time_limit_s,
+            reuse_actors=True,  # a new actor per trial costs seconds (Python start, torch import)
+            trial_name_creator=lambda t: f"trial-{t.config.get('trial_number', t.trial_id)}",
+            trial_dirname_creator=lambda t: f"trial-{t.config.get('trial_number', t.trial_id)}"),
+        run_config=tune.RunConfig(
+            storage_path=str(ray_dir), name=f"run-{run_index}", verbose=0, callbacks=[view],
+            failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    try:
+        with clock.stage("trials"), live_view.quiet_tune():
+            tuner.fit()
+    finally:
+        record.requeue_interrupted(study)
+
+
+def _proxy_results(plan: SearchPlan, settings: dict, study, data):
+    """trials.csv, the plots and the proxy's best policy (policy.json, or proxy_best.json when a
+    confirmation follows). Returns the outputs, the provenance to add to exported policies, the
+    chance warning (or None), and whether the confirmation stage runs."""
+    metrics, modes = list(plan.metrics), list(plan.modes)
+    best = best_trial(complete_trials(study), modes[0])
+    chance = proxy_rules.chance_note(best.values[0] if best else None,
+                                     data.val.labels if data.val is not None else None, metrics[0])
+    if chance and plan.live:
+        print(f"[search] warning: {chance['message']}", flush=True)
+    extra = {"proxy_rules": list(plan.proxy_notes), "target": plan.target.to_dict(), "sampler": plan.sampler}
+    if chance:
+        extra["chance"] = chance
+    finished = sum(state_counts(study).values())
+    confirming = plan.confirmation.top_k > 0 and finished >= plan.budget and best is not None and not chance
+    outputs = record.write_outputs(study, plan.out, settings, metrics, modes, extra=extra,
+                                   policy_file="proxy_best.json" if confirming else "policy.json")
+    if finished and outputs["counts"]["failed"] == finished:
+        first = next(r for r in outputs["rows"] if r["state"] == "failed")
+        raise AutosoftError(f"all {finished} trials failed; the first (trial {first['number']}): {first['error']}")
+    return outputs, extra, chance, confirming
+
+
+def _confirm(plan: SearchPlan, settings: dict, study, clock: StageTimes, ray: _RayStarter):
     """The confirmation stage on Ray: candidates, the race (finished runs read back), verdict, outputs.
 
-    Ray is started (`start_ray`) and the stage timed only when a run is left to train: a rerun
-    over a finished search reads the runs back, prints its verdict and records no start."""
-    maximize = modes[0] == "max"
+    Ray is started and the stage timed only when a run is left to train: a rerun over a
+    finished search reads the runs back, prints its verdict and records no start."""
+    stage, metric, live = plan.confirmation, plan.metrics[0], plan.live
+    config = stage.config.to_dict()
+    maximize = plan.modes[0] == "max"
     # Every baseline is confirmed, also one that did not run as a trial (its proxy score is then unknown).
-    candidates = confirm_stage.pick_candidates(record.candidate_trials(study), k=plan["top_k"], maximize=maximize,
+    candidates = confirm_stage.pick_candidates(record.candidate_trials(study), k=stage.top_k, maximize=maximize,
                                                baselines=settings["baselines"])
-    seeds = [settings["seed"] + i for i in range(plan["max_seeds"])]
-    folder = out / "confirm"
-    reused = confirm_stage.reuse_runs(folder, candidates, config, seeds, reuse_from, gpus=gpus)
+    seeds = [settings["seed"] + i for i in range(stage.max_seeds)]
+    folder = plan.out / "confirm"
+    reused = confirm_stage.reuse_runs(folder, candidates, config, seeds, plan.reuse_from, gpus=plan.gpus)
     if reused and live:
         print(f"[confirm] {len(reused)} finished runs of the same policy, seed and config copied from "
-              f"{', '.join(map(str, reuse_from))}: {' '.join(reused)}", flush=True)
+              f"{', '.join(map(str, plan.reuse_from))}: {' '.join(reused)}", flush=True)
     before = len(confirm_stage.finished_runs(folder, candidates, seeds))
     if live:
-        print(f"[confirm] racing {len(candidates)} policies at {config['epochs']} epochs on {metrics[0]}: "
-              f"{plan['seeds']} seeds each, up to {plan['max_seeds']} for those within noise of the best "
+        print(f"[confirm] racing {len(candidates)} policies at {config['epochs']} epochs on {metric}: "
+              f"{stage.seeds} seeds each, up to {stage.max_seeds} for those within noise of the best "
               f"({before} runs done before)", flush=True)
     done = [before]
 
     def on_done(key, final, error):
         done[0] += 1
         if live:
-            result = f"{metrics[0]} {final[metrics[0]]:.4f}" if final else f"failed: {error}"
+            result = f"{metric} {final[metric]:.4f}" if final else f"failed: {error}"
             print(f"[confirm] run {done[0]}: {key[0]} seed {key[1]}: {result}", flush=True)
 
     timing = contextlib.ExitStack()
 
     def first_run():  # the stage is timed from its first run on: a finished race records no start
         timing.enter_context(clock.stage("confirmation"))
-        start_ray()
+        ray.start()
 
     with timing:
         finals, errors, time_limited = confirm_stage.run_confirmation(
-            candidates, config, seeds, folder, initial=plan["seeds"], metric=metrics[0], maximize=maximize,
-            cpus=cpus, gpus=gpus, max_concurrent=max_concurrent or None,
-            time_limit_s=plan.get("time_limit_s"), before_first_run=first_run, on_done=on_done)
-    confirmed = confirm_stage.summarize(candidates, finals, metrics[0])
+            candidates, config, seeds, folder, initial=stage.seeds, metric=metric, maximize=maximize,
+            cpus=plan.cpus, gpus=plan.gpus, max_concurrent=plan.max_concurrent or None,
+            time_limit_s=stage.time_limit_s, before_first_run=first_run, on_done=on_done)
+    confirmed = confirm_stage.summarize(candidates, finals, metric)
     if not any(c.scores for c in confirmed):
         first = next(iter(errors.items()), None)
         raise AutosoftError("confirmation: every run failed" + (f"; the first ({first[0][0]} seed {first[0][1]}): "
                                                                  f"{first[1]}" if first else ""))
-    ended = confirm_stage.race_report(confirmed, maximize=maximize, cap=plan["max_seeds"], time_limited=time_limited,
+    ended = confirm_stage.race_report(confirmed, maximize=maximize, cap=stage.max_seeds, time_limited=time_limited,
                                       failed={name for name, _ in errors})
-    verdict = confirm_stage.judge(confirmed, maximize=maximize, metric=metrics[0])
+    verdict = confirm_stage.judge(confirmed, maximize=maximize, metric=metric)
     verdict.race = ended
     if live:
         print(f"[confirm] race {ended}; seeds per policy: "
               + ", ".join(f"{c.candidate.name} {len(c.scores)}" for c in confirmed), flush=True)
-    confirm_stage.write_outputs(confirmed, verdict, out, metrics[0], maximize)
+    confirm_stage.write_outputs(confirmed, verdict, plan.out, metric, maximize)
     return verdict, confirmed
 
 
-def _confirmation_provenance(verdict, plan: dict, config: dict, metric: str) -> dict:
+def _export_confirmed(plan: SearchPlan, settings: dict, study, verdict, outputs: dict, extra: dict) -> Path:
+    """policy.json: the confirmation's winner; best_searched.json: the best searched policy (to
+    try, or to compare, when a baseline won). Returns policy.json's path."""
+    export = dict(settings=settings, metrics=list(plan.metrics), finished=outputs["finished"], out=plan.out,
+                  extra=extra)
+    path = record.export_policy(record.trial_of(study, verdict.winner.candidate.name), plan.out / "policy.json",
+                                known=verdict.winner.candidate, **export)
+    if verdict.best_searched is not None:
+        record.export_policy(record.trial_of(study, verdict.best_searched.candidate.name),
+                             plan.out / "best_searched.json", **export)
+    return path
+
+
+def _confirmation_provenance(verdict, plan: SearchPlan) -> dict:
     def stats(c):
         return None if c is None else c.summary()
-    return {"metric": metric, "winner": stats(verdict.winner), "best_baseline": stats(verdict.best_baseline),
+    return {"metric": plan.metrics[0], "winner": stats(verdict.winner), "best_baseline": stats(verdict.best_baseline),
             "best_searched": stats(verdict.best_searched), "searched_won": verdict.searched_won,
             "margin": verdict.margin, "margin_se": verdict.margin_se, "paired_seeds": verdict.paired_seeds,
             "separated": verdict.separated, "race": verdict.race,
             "verdict": verdict.text, "proxy_rank_correlation": verdict.proxy_rank_correlation,
-            "proxy_ranked": verdict.proxy_ranked, **plan, "config": config}
+            "proxy_ranked": verdict.proxy_ranked, **plan.confirmation.settings()}
