@@ -153,7 +153,8 @@ def _add_search_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="cifar10 | cifar100 | cifar100-coarse | svhn | imagefolder:PATH")
     p.add_argument("--budget", type=int, required=True, help="number of trials (known policies run first)")
     p.add_argument("--space", default="autoaugment+soft",
-                   help=f"{' | '.join(SPACE_NAMES)} | a space file (.py); see 'autosoft show spaces'")
+                   help=f"{' | '.join(SPACE_NAMES)} | a space file (.py) | POLICY+soft (a built-in policy or "
+                        "a policy file keeps its ops, the soft-target curve searched); see 'autosoft show spaces'")
     p.add_argument("--out", help="output folder (default runs/search-DATASET); never overwritten")
     p.add_argument("--resume", action="store_true", help="continue the search in --out; finished trials are kept")
     p.add_argument("--objective", default="robust",

@@ -2,8 +2,9 @@
 # The search pipeline's evidence on CIFAR-10 (experiments/search_evidence.sh says what it runs):
 # four budget-202 searches aimed at the main table's regime
 # (experiments/configs/cifar10_cpu_w32.json) with the racing confirmation and the robust
-# objective (issue #24), rows race-*, then that table, 5 seeds, with the earlier pipelines'
-# rows kept beside them (their runs are in the same table folder):
+# objective (issue #24), and a budget-50 one of the soft-target curve on AutoAugment's own ops,
+# rows race-*, then that table, 5 seeds, with the earlier pipelines' rows kept beside them
+# (their runs are in the same table folder):
 #   searched-best, random-search-best, searched-hard-best   the pipeline before issue #24 (clean
 #                        accuracy, 2 seeds per confirmed policy, a split per seed; search_cifar10_exact/)
 #   searched-cut-epochs  the first joint search of the confirmation pipeline (the target's epochs cut 4x)

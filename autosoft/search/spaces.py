@@ -1,18 +1,23 @@
 """Search spaces: load a built-in space or a space file, join "a+b", sample policies from it.
 
 A space is a define-by-run function ``space(trial) -> dict`` (a policy in its JSON
-form) in a file of `search_spaces/` or the user's own. Nothing here needs Ray.
+form) in a file of `search_spaces/` or the user's own. A known policy (a built-in name or a
+policy JSON file) may stand first in a join: "autoaugment-cifar10+soft" keeps that policy's
+ops and searches only what the later parts add (the crop and the soft-target curve).
+Nothing here needs Ray.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 from autosoft.errors import AutosoftError
-from autosoft.policy import Policy
+from autosoft.policy import BUILTIN_POLICIES, Policy, load_policy
 from autosoft.search.optuna_workarounds import picklable_nsga2_sampler, quiet_experimental_warnings
 
 SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
@@ -84,23 +89,49 @@ def _load_module(path: Path, label: str):
     return module
 
 
+def _is_fixed_policy(name: str) -> bool:
+    """A built-in policy or a policy file; a space's name wins ("randaugment" is both)."""
+    if name in SPACE_NAMES:
+        return False
+    return name in BUILTIN_POLICIES or (name.endswith(".json") and Path(name).is_file())
+
+
+def _fixed_policy_part(name: str):
+    """A known policy as a space's first part: every trial gets its ops unchanged."""
+    data = load_policy(name).to_dict()  # a malformed file is one line naming what is wrong
+    data.pop("provenance", None)  # where it came from is not part of what trains
+    return SimpleNamespace(space=lambda trial: copy.deepcopy(data),
+                           DESCRIPTION=f"the policy {name!r} with its ops fixed")
+
+
 def _load_part(name: str):
     if name in SPACE_NAMES and "+" not in name:
         return _load_module(SPACES_DIR / f"{name}.py", name)
     path = Path(name)
     if path.suffix == ".py" and path.is_file():
         return _load_module(path, name)
+    if path.suffix == ".json":
+        raise AutosoftError(f"space {name!r}: no such policy file (a policy file may stand first in a join, "
+                            "e.g. policy.json+soft)")
     raise AutosoftError(f"unknown search space {name!r}; allowed: {', '.join(SPACE_NAMES)}, "
-                        "a space file (.py), or several joined with '+'")
+                        "a space file (.py), or several joined with '+' (a policy first, a built-in "
+                        "name or a .json file, keeps its ops: autoaugment-cifar10+soft)")
 
 
 def load_space(name_or_path: str | SearchSpace) -> SearchSpace:
-    """A built-in space by name ("autoaugment+soft"), a space file, or "file.py+soft"."""
+    """A built-in space by name ("autoaugment+soft"), a space file, "file.py+soft", or a known
+    policy joined with a searched part ("autoaugment-cifar10+soft", "policy.json+soft")."""
     if isinstance(name_or_path, SearchSpace):
         return name_or_path
     name = str(name_or_path)
     pieces = [name] if Path(name).is_file() else name.split("+")
-    modules = [_load_part(p) for p in pieces]
+    if _is_fixed_policy(pieces[0]):
+        if len(pieces) == 1:
+            raise AutosoftError(f"space {name!r} is a policy with nothing to search; join a searched "
+                                f"part to it, e.g. {name}+soft (its ops fixed, the soft-target curve searched)")
+        modules = [_fixed_policy_part(pieces[0])] + [_load_part(p) for p in pieces[1:]]
+    else:
+        modules = [_load_part(p) for p in pieces]
     first = modules[0]
     description = getattr(first, "DESCRIPTION", None) or (first.__doc__ or name).strip().splitlines()[0]
     if len(pieces) > 1:
@@ -123,8 +154,9 @@ def describe_spaces() -> str:
         space = load_space(name)
         hard = all(p.soft_targets is None for p in sample_policies(space, 2))
         lines.append(f"{name:<{width}}  {space.description}{'; hard labels' if hard else ''}")
-    lines.append(f"(plain names keep hard labels; '+soft' joins the soft-target part. "
-                 f"Copy a file from {SPACES_DIR} and pass its path to --space to edit one.)")
+    lines.append(f"(plain names keep hard labels; '+soft' joins the soft-target part; a policy joined "
+                 f"first, e.g. autoaugment-cifar10+soft or policy.json+soft, keeps its ops and searches the "
+                 f"rest. Copy a file from {SPACES_DIR} and pass its path to --space to edit one.)")
     return "\n".join(lines)
 
 

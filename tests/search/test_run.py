@@ -447,6 +447,24 @@ def test_random_sampler_is_the_control(cluster, small_cifar10, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_a_known_policy_joined_first_searches_only_its_soft_targets(cluster, small_cifar10, tmp_path):
+    """--space autoaugment-cifar10+soft: every trial trains the published ops, the soft-target
+    curve drawn per trial; the exported policy keeps the ops, and a resume loads the space again."""
+    import optuna
+    out = tmp_path / "search"
+    aa = load_policy("autoaugment-cifar10")
+    _search(small_cifar10, out, budget=2, space="autoaugment-cifar10+soft", enqueue_baselines=False)
+    _search(small_cifar10, out, budget=3, space="autoaugment-cifar10+soft", enqueue_baselines=False, resume=True)
+    name = json.loads((out / "search.json").read_text())["study_name"]
+    trials = optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}").get_trials()
+    policies = [Policy.from_dict(t.user_attrs["policy"]) for t in trials]
+    assert len(policies) == 3 and all(p.subpolicies == aa.subpolicies for p in policies)
+    assert len({p.soft_targets for p in policies}) == 3
+    assert all(not k.startswith("sp") for t in trials for k in t.params)
+    exported = load_policy(str(out / "policy.json"))
+    assert exported.subpolicies == aa.subpolicies and exported.provenance["space"] == "autoaugment-cifar10+soft"
+
+
 def test_a_proxy_at_chance_is_named_and_not_confirmed(cluster, small_cifar10, tmp_path):
     out = tmp_path / "search"
     result = _search(small_cifar10, out, budget=2, space="randaugment", enqueue_baselines=False, target=TARGET,

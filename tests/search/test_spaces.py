@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from autosoft.errors import AutosoftError
-from autosoft.policy import Policy
+from autosoft.policy import Policy, load_policy
 from autosoft.search import (SPACE_NAMES, SPACES_DIR, describe_spaces, load_space, make_sampler,
                              sample_policies)
 
@@ -115,6 +115,43 @@ def test_space_errors_are_one_clear_line(tmp_path):
     raising.write_text("def space(trial):\n    return {'version': 1}['kind']\n")
     with pytest.raises(AutosoftError, match=f"{raising}: space\\(trial\\) raised KeyError: 'kind'"):
         sample_policies(f"{raising}+soft", 2)
+
+
+def test_a_known_policy_first_keeps_its_ops_and_searches_the_rest(tmp_path):
+    """"autoaugment-cifar10+soft": the published ops untouched in every point, only the crop and
+    the soft-target curve searched; a policy file works alike, its provenance dropped."""
+    aa = load_policy("autoaugment-cifar10")
+    policies = sample_policies("autoaugment-cifar10+soft", 40, seed=0)
+    assert all(p.subpolicies == aa.subpolicies and p.kind == "subpolicies" for p in policies)
+    assert all(p.name == "autoaugment-cifar10+soft" and p.soft_targets is not None for p in policies)
+    assert len({p.soft_targets.power for p in policies}) == 40  # the curve is what varies
+    assert {p.base[0].op for p in policies} == {"SoftCrop", "PadCrop"}  # the soft part's crop replaces AA's
+    space = load_space("autoaugment-cifar10+soft")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    space(trial)
+    assert trial.params and not any(k.startswith("sp") for k in trial.params)  # no op is a parameter
+
+    own = Policy.from_dict({"version": 1, "kind": "subpolicies", "base": [["FlipLR", 0.5, 1.0]],
+                            "subpolicies": [[["Rotate", 0.3, 0.4]]], "provenance": {"trial": 7}})
+    path = tmp_path / "mine.json"
+    own.save(path)
+    joined = sample_policies(f"{path}+soft", 5)
+    assert all(p.subpolicies == own.subpolicies and p.provenance is None for p in joined)
+
+    with pytest.raises(AutosoftError, match="a policy with nothing to search; join a searched part to it, "
+                                            r"e.g. autoaugment-cifar10\+soft"):
+        load_space("autoaugment-cifar10")
+    with pytest.raises(AutosoftError, match="'missing.json': no such policy file"):
+        load_space("missing.json+soft")
+    with pytest.raises(AutosoftError, match="unknown search space 'autoaugment-cifar10'.*a policy first"):
+        load_space("soft+autoaugment-cifar10")  # only the first part may be a policy
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"version": 1, "kind": "subpolicies", "subpolicies": [[["Nope", 0.5, 0.5]]]}')
+    with pytest.raises(AutosoftError, match="unknown op 'Nope'"):
+        load_space(f"{broken}+soft")
+    # a space's name wins over a policy's: "randaugment+soft" still searches N and M
+    assert {p.randaugment.num_ops for p in sample_policies("randaugment+soft", 30)} == {1, 2, 3}
 
 
 def test_describe_spaces_lists_every_name():
