@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The search pipeline's evidence on one data set: three searches aimed at a table's regime (its
+# The search pipeline's evidence on one data set: the searches below aimed at a table's regime (its
 # config is the search's --target-config), each with its confirmation stage, then the table on
 # the exact test split:
 #   searched-best       joint search: augmentation + soft-target curve (autoaugment+soft), TPE,

@@ -110,9 +110,9 @@ def _load_part(name: str):
     path = Path(name)
     if path.suffix == ".py" and path.is_file():
         return _load_module(path, name)
-    if path.suffix == ".json":
-        raise AutosoftError(f"space {name!r}: no such policy file (a policy file may stand first in a join, "
-                            "e.g. policy.json+soft)")
+    if path.suffix == ".json":  # a policy: load_space takes one only as the first part
+        why = "a policy may stand only first in a join" if path.is_file() else "no such policy file"
+        raise AutosoftError(f"space {name!r}: {why} (e.g. policy.json+soft: its ops fixed, the rest searched)")
     raise AutosoftError(f"unknown search space {name!r}; allowed: {', '.join(SPACE_NAMES)}, "
                         "a space file (.py), or several joined with '+' (a policy first, a built-in "
                         "name or a .json file, keeps its ops: autoaugment-cifar10+soft)")

@@ -144,6 +144,8 @@ def test_a_known_policy_first_keeps_its_ops_and_searches_the_rest(tmp_path):
         load_space("autoaugment-cifar10")
     with pytest.raises(AutosoftError, match="'missing.json': no such policy file"):
         load_space("missing.json+soft")
+    with pytest.raises(AutosoftError, match="mine.json': a policy may stand only first in a join"):
+        load_space(f"soft+{path}")  # an existing file in the wrong place is not called missing
     with pytest.raises(AutosoftError, match="unknown search space 'autoaugment-cifar10'.*a policy first"):
         load_space("soft+autoaugment-cifar10")  # only the first part may be a policy
     broken = tmp_path / "broken.json"
