@@ -82,3 +82,14 @@ def test_search_reuse_confirmation_must_name_a_search_folder(tmp_path, capsys):
     assert main(["search", "--dataset", "cifar10", "--budget", "2", "--reuse-confirmation", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a search's output folder (no search.json there)" in err
+
+
+def test_search_proxy_cost_is_a_proxy_setting_and_a_bad_one_is_one_line(tmp_path, capsys):
+    from autosoft.cli import build_parser, proxy_settings_from_args
+    args = build_parser().parse_args(["search", "--dataset", "cifar10", "--budget", "2", "--proxy-cost", "1/16"])
+    assert proxy_settings_from_args(args) == {"preset": "auto", "cost": "1/16"}
+    out = tmp_path / "s"
+    assert main(["search", "--dataset", "cifar10", "--budget", "2", "--proxy-cost", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "proxy cost '2': expected a share of one target run in (0, 1]" in err
+    assert not out.exists()

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+from fractions import Fraction
 from pathlib import Path
 
 from autosoft.config import TrainConfig
@@ -155,9 +156,14 @@ def proxy_config(dataset: str, proxy: str | dict = "auto", *, target: dict, n_tr
     """
     overrides = dict(proxy) if isinstance(proxy, dict) else {"preset": proxy}
     preset = overrides.pop("preset", "auto")
+    cost = overrides.pop("cost", None)
+    if cost is not None and preset != "auto":
+        raise AutosoftError(f"proxy cost: sizes the proxy derived from the target; the {preset!r} preset has "
+                            "its own size (drop --proxy-cost, or use --proxy auto)")
     if preset == "auto":
-        base, notes = derive_proxy(target, n_train)
-        notes = ["derived from the target"] + notes
+        cost = check_cost(PROXY_COST if cost is None else cost)
+        base, notes = derive_proxy(target, n_train, cost=cost)
+        notes = ["derived from the target" + ("" if cost == PROXY_COST else f" at {cost:g} of its cost")] + notes
     elif preset in PROXY_PRESETS:
         base, notes = PROXY_PRESETS[preset], [f"the {preset!r} preset"]
     else:
@@ -188,6 +194,18 @@ def proxy_config(dataset: str, proxy: str | dict = "auto", *, target: dict, n_tr
         raise AutosoftError("proxy val_size: expected > 0; the search scores on a validation split carved "
                             "from train, never on the test split")
     return train_config.to_dict(), notes
+
+
+def check_cost(cost) -> float:
+    """A trial's share of one target run's cost: a number or a fraction such as "1/16", in (0, 1]."""
+    try:
+        value = float(Fraction(str(cost).strip()))
+    except (ValueError, ZeroDivisionError):
+        value = None
+    if value is None or not 0 < value <= 1:
+        raise AutosoftError(f"proxy cost {cost!r}: expected a share of one target run in (0, 1], "
+                            f"such as 0.25 (the default) or 1/16")
+    return value
 
 
 def _power_of_two_at_most(x: float) -> int:

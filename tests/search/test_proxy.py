@@ -77,6 +77,22 @@ def test_proxy_config_auto_preset_and_overrides():
         proxy_config("cifar10", "tpu", target=target, n_train=50000)
 
 
+def test_proxy_cost_sizes_the_derived_proxy_and_is_checked():
+    target = target_config("cifar10", W32)
+    # 1/16 of the cost: 312 images at the target's 40 epochs, in about its 760 steps (batch 16, lr / 16)
+    cheap, notes = proxy_config("cifar10", {"cost": "1/16"}, target=target, n_train=50000)
+    assert (cheap["train_size"], cheap["epochs"], cheap["batch_size"]) == (312, 40, 16)
+    assert cheap["lr"] == pytest.approx(0.2 / 16) and notes[0] == "derived from the target at 0.0625 of its cost"
+    assert proxy_config("cifar10", {"cost": 0.0625}, target=target, n_train=50000)[0] == cheap
+    default, _ = proxy_config("cifar10", {"cost": 0.25}, target=target, n_train=50000)
+    assert default == proxy_config("cifar10", "auto", target=target, n_train=50000)[0]
+    for bad in ("0", "1.5", "a quarter", "1/0", -0.25):
+        with pytest.raises(AutosoftError, match=f"proxy cost '?{bad}'?: expected a share of one target run in"):
+            proxy_config("cifar10", {"cost": bad}, target=target, n_train=50000)
+    with pytest.raises(AutosoftError, match="the 'cpu' preset has its own size"):
+        proxy_config("cifar10", {"preset": "cpu", "cost": 0.5}, target=target, n_train=50000)
+
+
 def test_proxy_validates_every_epoch_only_for_early_stopping():
     target = target_config("cifar10", W32)
     off, notes = proxy_config("cifar10", "auto", target=target, n_train=50000)
