@@ -9,6 +9,9 @@ completed across sessions. Usage (what produced experiments/results/cifar10_cpu)
         --policy baseline autoaugment-cifar10 randaugment trivialaugment softaug
 
 A searched policy joins the table as NAME=PATH, e.g. searched=runs/search/policy.json.
+`--split dev` is for design studies (regime pilots): the runs score on a dev split of
+--dev-size images held out of train, the same images for every run and seed (split seed
+DEV_SPLIT_SEED), and never load the test split, which stays for the final tables.
 `--doc experiments/RESULTS.md --marker NAME` also writes the table there, between the lines
 <!-- NAME:start --> and <!-- NAME:end --> (experiments/search_evidence.sh does). With
 --table-only nothing is trained: the table is rebuilt from the finished runs.
@@ -39,6 +42,16 @@ OLD_COPY = "the OLD JPEG-degraded CIFAR-10 test copy (not comparable with the ex
 COLUMNS = [("top1", "top-1"), ("ece", "ECE"), ("ece_ts", "ECE (T-scaled)"), ("nll", "NLL"),
            ("occlusion_acc@0.25", "occl. 25%"), ("occlusion_acc@0.5", "occl. 50%"),
            ("shift_acc@4px", "shift 4px"), ("shift_acc@8px", "shift 8px")]
+# --split dev: what a validation pass measures (autosoft.metrics.validation_metrics), on the dev split.
+DEV_COLUMNS = [("val_acc", "top-1 (dev)"), ("val_ece", "ECE"), ("val_nll", "NLL"),
+               ("val_occlusion_acc", "occl. 25%"), ("val_shift_acc", "shift 4px")]
+# The dev split's seed: one set of held-out train images for every run, whatever its seed, so
+# that policies are compared on the same images (as the search's confirmation does), and not
+# the split of any search (autosoft.search.proxy.CONFIRM_SPLIT_SEED) or proxy (the search seed).
+DEV_SPLIT_SEED = 2_000_003
+DEV_SIZE = 5000   # an accuracy's std error is ~0.7 points at 5,000 images
+# The fields that say which split a run scored on: a finished run counts only for the same split.
+SPLIT_FIELDS = ("eval_test", "val_size", "split_seed")
 
 
 def parse_policies(items: list[str]) -> dict[str, str]:
@@ -58,8 +71,17 @@ def run_all(config: TrainConfig, policies: dict[str, str], seeds: list[int], res
             t0 = time.time()
             cfg = TrainConfig.from_dict({**config.to_dict(), "seed": seed})
             final = train(cfg, load_policy(source), run_dir=run_dir)
-            print(f"{name} seed {seed}: top1 {final['top1']:.4f} ece {final['ece']:.4f} "
-                  f"({time.time() - t0:.0f}s)", flush=True)
+            scores = ("top1", "ece") if cfg.eval_test else ("val_acc", "val_ece")
+            print(f"{name} seed {seed}: " + " ".join(f"{k} {final[k]:.4f}" for k in scores) +
+                  f" ({time.time() - t0:.0f}s)", flush=True)
+
+
+def dev_split_config(config: TrainConfig, dev_size: int = DEV_SIZE) -> TrainConfig:
+    """`config` scored on the dev split: `dev_size` train images held out, one split for every seed, no test."""
+    cfg = TrainConfig.from_dict({**config.to_dict(), "val_size": dev_size, "split_seed": DEV_SPLIT_SEED,
+                                 "eval_test": False})
+    cfg.validate()
+    return cfg
 
 
 def check_same_policy(run_dir: Path, policy, name: str) -> None:
@@ -69,7 +91,19 @@ def check_same_policy(run_dir: Path, policy, name: str) -> None:
                             "give this policy another name, or move that run away")
 
 
-def collect(policies: dict[str, str], seeds: list[int], results: Path) -> dict[str, list[dict]]:
+def check_same_split(run_dir: Path, config: TrainConfig) -> None:
+    """A finished run counts only if it scored on the split this table is of (test, or the same dev split)."""
+    ran = json.loads((run_dir / "config.json").read_text()).get("train", {})
+    wanted = config.to_dict()
+    differs = [k for k in SPLIT_FIELDS if k in ran and ran[k] != wanted[k]]
+    if differs:
+        k = differs[0]
+        raise AutosoftError(f"{run_dir} scored on another split ({k} {ran[k]!r}, this table's {wanted[k]!r}); "
+                            "keep test and dev runs in separate --results folders")
+
+
+def collect(policies: dict[str, str], seeds: list[int], results: Path,
+            config: TrainConfig | None = None) -> dict[str, list[dict]]:
     rows = {}
     for name, source in policies.items():
         policy, finals = load_policy(source), []
@@ -77,6 +111,8 @@ def collect(policies: dict[str, str], seeds: list[int], results: Path) -> dict[s
             path = results / f"{name}-s{seed}" / "final.json"
             if path.exists():
                 check_same_policy(path.parent, policy, name)
+                if config is not None:
+                    check_same_split(path.parent, config)
                 finals.append(json.loads(path.read_text()))
         rows[name] = finals
     return rows
@@ -99,16 +135,22 @@ def test_split_of(finals: list[dict]) -> str:
 
 
 def write_table(rows: dict[str, list[dict]], results: Path, config: TrainConfig) -> str:
-    header = "| policy | runs | " + " | ".join(label for _, label in COLUMNS) + " | train s/run |"
-    lines = [header, "|" + "---|" * (len(COLUMNS) + 3)]
+    columns = COLUMNS if config.eval_test else DEV_COLUMNS
+    header = "| policy | runs | " + " | ".join(label for _, label in columns) + " | train s/run |"
+    lines = [header, "|" + "---|" * (len(columns) + 3)]
     for name, finals in rows.items():
-        cells = [_fmt([f[k] for f in finals if f.get(k) is not None]) for k, _ in COLUMNS]
+        cells = [_fmt([f[k] for f in finals if f.get(k) is not None]) for k, _ in columns]
         secs = f"{statistics.fmean(f['train_time_s'] for f in finals):.0f}" if finals else "-"
         lines.append(f"| {name} | {len(finals)} | " + " | ".join(cells) + f" | {secs} |")
     text = "\n".join(lines)
-    split = test_split_of([f for finals in rows.values() for f in finals])
-    note = (f"\nAll numbers in % (mean ± std over seeds), measured on {split}; ECE with 15 equal-width bins; "
-            f"temperature fitted on a {config.val_size}-image validation split held out of train.\n"
+    if config.eval_test:
+        split = test_split_of([f for finals in rows.values() for f in finals])
+        measured = (f"measured on {split}; ECE with 15 equal-width bins; temperature fitted on a "
+                    f"{config.val_size}-image validation split held out of train")
+    else:
+        measured = (f"measured on a dev split of {config.val_size} images held out of train, the same for every "
+                    f"run (split seed {config.split_seed}); the test split was not loaded; ECE with 15 bins")
+    note = (f"\nAll numbers in % (mean ± std over seeds), {measured}.\n"
             f"Config: {json.dumps(config.to_dict())}\n")
     (results / "table.md").write_text(text + "\n" + note)
     return text
@@ -125,10 +167,12 @@ def write_between_markers(path: Path, table: str, marker: str = "table") -> None
     path.write_text(f"{head}{start}\n{table}\n{end}{tail}")
 
 
-def plot(rows: dict[str, list[dict]], results: Path) -> None:
+def plot(rows: dict[str, list[dict]], results: Path, on_test: bool = True) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    keys = [("top1", "test top-1"), ("ece", "ECE"), ("occlusion_acc@0.5", "50% occluded"), ("shift_acc@8px", "8 px shift")]
+    keys = ([("top1", "test top-1"), ("ece", "ECE"), ("occlusion_acc@0.5", "50% occluded"), ("shift_acc@8px", "8 px shift")]
+            if on_test else [("val_acc", "dev top-1"), ("val_ece", "ECE"), ("val_occlusion_acc", "25% occluded"),
+                             ("val_shift_acc", "4 px shift")])
     fig = Figure(figsize=(4 * len(keys), 4))
     FigureCanvasAgg(fig)
     names = [n for n, f in rows.items() if f]
@@ -157,21 +201,27 @@ def main(argv=None) -> int:
     ap.add_argument("--doc", metavar="FILE",
                     help="also write the table into FILE (experiments/RESULTS.md) between its markers")
     ap.add_argument("--marker", default="table", help="FILE's markers: <!-- MARKER:start --> ... <!-- MARKER:end -->")
+    ap.add_argument("--split", choices=("test", "dev"), default="test",
+                    help="test (default: the final tables) | dev: score on a dev split held out of train "
+                         "(design studies; the test split is not loaded)")
+    ap.add_argument("--dev-size", type=int, default=DEV_SIZE, help=f"dev split images (default {DEV_SIZE})")
     args = ap.parse_args(argv)
     try:
         config = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
         if args.data_dir:
             config.data_dir = args.data_dir
+        if args.split == "dev":
+            config = dev_split_config(config, args.dev_size)
         policies = parse_policies(args.policy)
         results = Path(args.results)
         results.mkdir(parents=True, exist_ok=True)
         if not args.table_only:
-            collect(policies, args.seeds, results)  # a finished run of another policy under a name: fail now
+            collect(policies, args.seeds, results, config)  # a finished run of another policy or split: fail now
             run_all(config, policies, args.seeds, results)
-        rows = collect(policies, args.seeds, results)
+        rows = collect(policies, args.seeds, results, config)
         table = write_table(rows, results, config)
         print(table)
-        plot(rows, results)
+        plot(rows, results, on_test=config.eval_test)
         if args.doc:
             write_between_markers(Path(args.doc), table, args.marker)
     except AutosoftError as e:

@@ -67,3 +67,32 @@ def test_results_md_has_every_marker_the_scripts_write_and_the_readme_none():
         # the MARKER argument, right after the SEEDS one ("0 1 2")
         assert re.search(rf'"[0-9 ]+" {marker}( |$)', (ROOT / "experiments" / script).read_text(), re.M), script
     assert ":start -->" not in (ROOT / "README.md").read_text()
+
+
+def test_a_dev_split_table_never_loads_test_and_keeps_its_runs_apart(small_cifar10, tmp_path, capsys):
+    """--split dev (design studies): every seed scores on the same held-out train images, the
+    test split is not needed (it is removed here), and test and dev runs do not mix."""
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(small_cifar10, data)
+    (data / "cifar-10-batches-py" / "test_batch").unlink()
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"dataset": "cifar10", "model": "proxy", "model_kwargs": {"width": 4}, "epochs": 1,
+                                  "batch_size": 64, "train_size": 200, "val_size": 100, "threads": 1,
+                                  "data_dir": str(data)}))
+    results = tmp_path / "dev"
+    args = ["--config", str(config), "--results", str(results), "--seeds", "0", "1", "--policy", "baseline"]
+    assert table.main(args + ["--split", "dev", "--dev-size", "300"]) == 0
+    for seed in (0, 1):
+        ran = json.loads((results / f"baseline-s{seed}" / "config.json").read_text())["train"]
+        assert (ran["val_size"], ran["split_seed"], ran["eval_test"]) == (300, table.DEV_SPLIT_SEED, False)
+        final = json.loads((results / f"baseline-s{seed}" / "final.json").read_text())
+        assert "top1" not in final and 0 <= final["val_acc"] <= 1
+    text = (results / "table.md").read_text()
+    assert "| top-1 (dev) |" in text and "dev split of 300 images held out of train" in text
+    assert re.search(r"\| baseline \| 2 \| \d+\.\d\d ± \d+\.\d\d \|", text)
+    capsys.readouterr()
+    # The same folder as a test table: its runs scored on another split, refused in one line.
+    assert table.main(args + ["--table-only"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "scored on another split (eval_test False, this table's True)" in err
