@@ -210,7 +210,9 @@ def save_settings(out: Path, *, resume: bool, fresh: dict) -> dict:
             if not left_by_a_failed_start(out):
                 key = differs[0]
                 raise AutosoftError(f"--resume: {key} differs from the search in {out} "
-                                    f"({saved.get(key)!r} there, {fresh[key]!r} now); rerun with the same settings")
+                                    f"({_difference(key, saved.get(key), fresh[key])}); rerun with the same settings"
+                                    + (f" (that proxy: {'; '.join(saved['proxy_rules'])})"
+                                       if key == "proxy" and saved.get("proxy_rules") else ""))
         elif not left_by_a_failed_start(out):
             raise _exists(out)
         _discard_study(out)  # left by a search that finished no trial: this one takes its place
@@ -230,6 +232,17 @@ def _discard_study(out: Path) -> None:
     url = _study_url(out, saved)
     if url is not None and isinstance(saved.get("study_name"), str):
         record.delete_study(url, saved["study_name"])
+
+
+def _difference(key: str, saved, fresh) -> str:
+    """What differs, in words: the differing fields of two configs, else the two values."""
+    a, b = _comparable(key, saved), _comparable(key, fresh)
+    if isinstance(a, dict) and isinstance(b, dict):
+        fields = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        if fields:
+            return ", ".join(f"{k} {a.get(k)!r} there, {b.get(k)!r} now" for k in fields[:4]) + \
+                (f", and {len(fields) - 4} more" if len(fields) > 4 else "")
+    return f"{saved!r} there, {fresh!r} now"
 
 
 def _comparable(key: str, value):

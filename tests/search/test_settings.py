@@ -56,7 +56,10 @@ def test_resume_check_compares_the_search_not_its_speed(tmp_path):
     assert kept["study_name"] == "first" and kept["budget"] == 8 and kept["proxy"]["threads"] == 4
     assert json.loads((out / "search.json").read_text()) == kept
     assert sorted(p.name for p in out.iterdir()) == ["search.json", "study.db"]  # no temporary file left
-    with pytest.raises(AutosoftError, match="--resume: proxy differs"):
+    # the fields that differ, not two whole configs, and how the saved proxy was made
+    (out / "search.json").write_text(json.dumps({**kept, "proxy_rules": ["derived from the target at 0.0625 of its cost"]}))
+    with pytest.raises(AutosoftError, match=r"--resume: proxy differs from the search in .* \(epochs 2 there, 3 now\); "
+                                            r"rerun with the same settings \(that proxy: derived from the target at 0.0625"):
         save_settings(out, resume=True, fresh={**fresh, "proxy": {"epochs": 3}})
     # a config field a newer autosoft added, at its default, is no difference; off its default it is
     newer = {**fresh, "proxy": {**fresh["proxy"], "val_every": 1}, "target": {**fresh["target"], "val_every": 1}}
