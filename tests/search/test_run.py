@@ -75,6 +75,11 @@ def test_search_end_to_end_then_retrain(cluster, small_cifar10, tmp_path):
     assert set(prov["versions"]) >= {"autosoft", "torch", "ray", "optuna"}
     assert (out / "search_history.png").stat().st_size > 0 and (out / "study.db").exists()
 
+    # a trial is a plain training run: its stored score is what train() gives for the policy and proxy config
+    from autosoft.train import TrainConfig, train
+    again = train(TrainConfig.from_dict(prov["proxy"]), policy)
+    assert again["val_robust_acc"] == float(best["val_robust_acc"])
+
     # the exported file retrains through the user's command
     code = cli_main(["train", "--policy", str(out / "policy.json"), "--dataset", "cifar10", "--epochs", "1",
                      "--train-size", "200", "--val-size", "100", "--width", "8", "--batch-size", "100",
