@@ -84,17 +84,16 @@ def dev_split_config(config: TrainConfig, dev_size: int = DEV_SIZE) -> TrainConf
     return cfg
 
 
-def check_same_policy(run_dir: Path, policy, name: str) -> None:
-    """A finished run stands for `name` only if it trained this very policy (names get reused)."""
-    if not same_training(json.loads((run_dir / "config.json").read_text())["policy"], policy):
+def check_run(run_dir: Path, policy, name: str, config: TrainConfig | None = None) -> None:
+    """A finished run stands for `name` only if it trained this very policy (names get reused) and,
+    given the table's config, scored on the split this table is of (test, or the same dev split)."""
+    recorded = json.loads((run_dir / "config.json").read_text())
+    if not same_training(recorded["policy"], policy):
         raise AutosoftError(f"{run_dir} holds a finished run of another policy than {name}={policy.name or '?'}; "
                             "give this policy another name, or move that run away")
-
-
-def check_same_split(run_dir: Path, config: TrainConfig) -> None:
-    """A finished run counts only if it scored on the split this table is of (test, or the same dev split)."""
-    ran = json.loads((run_dir / "config.json").read_text()).get("train", {})
-    wanted = config.to_dict()
+    if config is None:
+        return
+    ran, wanted = recorded.get("train", {}), config.to_dict()
     differs = [k for k in SPLIT_FIELDS if k in ran and ran[k] != wanted[k]]
     if differs:
         k = differs[0]
@@ -110,9 +109,7 @@ def collect(policies: dict[str, str], seeds: list[int], results: Path,
         for seed in seeds:
             path = results / f"{name}-s{seed}" / "final.json"
             if path.exists():
-                check_same_policy(path.parent, policy, name)
-                if config is not None:
-                    check_same_split(path.parent, config)
+                check_run(path.parent, policy, name, config)
                 finals.append(json.loads(path.read_text()))
         rows[name] = finals
     return rows
