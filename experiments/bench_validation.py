@@ -1,10 +1,13 @@
 """What per-epoch validation costs a search trial: the derived proxy of the main table's
 target trained with validation after every epoch and after the last only, side by side.
+With --as-is, the target config itself instead (a table or dev-split run; --val-size as
+`table.py --split dev` sets it).
 
 Interleaved runs (best of --repeats), same config, seed and threads; prints each run's
 seconds per epoch and the share of a trial that per-epoch validation takes.
 
     python experiments/bench_validation.py [--epochs 2] [--repeats 2] [--threads 1]
+    python experiments/bench_validation.py --as-is --target experiments/configs/cifar100_cpu_w32_n10k_e40.json --val-size 5000
 """
 
 from __future__ import annotations
@@ -27,11 +30,18 @@ def main(argv=None) -> int:
     ap.add_argument("--target", default=str(ROOT / "experiments/configs/cifar10_cpu_w32.json"))
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1, help="a trial's threads (the search's default: 1)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads (default: a trial's 1, or the config's own with --as-is)")
+    ap.add_argument("--as-is", action="store_true", help="time the target config itself, not its derived proxy")
+    ap.add_argument("--val-size", type=int, default=None, help="validation images (default: the config's)")
     args = ap.parse_args(argv)
     keep_freed_memory()
-    proxy, _ = derive_proxy(json.loads(Path(args.target).read_text()), n_train=50000)
-    base = {**proxy, "epochs": args.epochs, "warmup_epochs": 0.5, "threads": args.threads, "eval_test": False}
+    target = json.loads(Path(args.target).read_text())
+    proxy = target if args.as_is else derive_proxy(target, n_train=50000)[0]
+    threads = args.threads or (proxy.get("threads", 1) if args.as_is else 1)
+    base = {**proxy, "epochs": args.epochs, "warmup_epochs": 0.5, "threads": threads, "eval_test": False}
+    if args.val_size is not None:
+        base["val_size"] = args.val_size
     data = load_data(TrainConfig.from_dict(base))
     times = {"every epoch": [], "last epoch only": []}
     for _ in range(args.repeats):
@@ -40,8 +50,9 @@ def main(argv=None) -> int:
             train(TrainConfig.from_dict({**base, "val_every": every}), "trivialaugment", data=data)
             times[name].append(time.perf_counter() - t0)
     best = {k: min(v) for k, v in times.items()}
-    print(f"proxy: width {proxy['model_kwargs'].get('width')}, {proxy['train_size']} images, batch {proxy['batch_size']}, "
-          f"{proxy['val_size']} validation images, {args.threads} thread(s), {args.epochs} epochs")
+    print(f"{'config' if args.as_is else 'proxy'}: {base['dataset']}, width {base['model_kwargs'].get('width')}, "
+          f"{base['train_size']} images, batch {base['batch_size']}, {base['val_size']} validation images, "
+          f"{threads} thread(s), {args.epochs} epochs")
     for k, v in best.items():
         print(f"  validated {k}: {v / args.epochs:.1f} s/epoch (runs: {', '.join(f'{t:.1f}' for t in times[k])} s)")
     one_pass = (best["every epoch"] - best["last epoch only"]) / (args.epochs - 1)
