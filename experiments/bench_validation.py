@@ -50,7 +50,7 @@ def main(argv=None) -> int:
             train(TrainConfig.from_dict({**base, "val_every": every}), "trivialaugment", data=data)
             times[name].append(time.perf_counter() - t0)
     best = {k: min(v) for k, v in times.items()}
-    print(f"{'config' if args.as_is else 'proxy'}: {base['dataset']}, width {base['model_kwargs'].get('width')}, "
+    print(f"{'config' if args.as_is else 'proxy'}: {base['dataset']}, width {(base.get('model_kwargs') or {}).get('width')}, "
           f"{base['train_size']} images, batch {base['batch_size']}, {base['val_size']} validation images, "
           f"{threads} thread(s), {args.epochs} epochs")
     for k, v in best.items():
