@@ -37,9 +37,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     keep_freed_memory()
     target = json.loads(Path(args.target).read_text())
-    proxy = target if args.as_is else derive_proxy(target, n_train=50000)[0]
-    threads = args.threads or (proxy.get("threads", 1) if args.as_is else 1)
-    base = {**proxy, "epochs": args.epochs, "warmup_epochs": 0.5, "threads": threads, "eval_test": False}
+    timed = target if args.as_is else derive_proxy(target, n_train=50000)[0]
+    threads = args.threads or (timed.get("threads", 1) if args.as_is else 1)
+    base = {**timed, "epochs": args.epochs, "warmup_epochs": 0.5, "threads": threads, "eval_test": False}
     if args.val_size is not None:
         base["val_size"] = args.val_size
     data = load_data(TrainConfig.from_dict(base))
