@@ -1,0 +1,130 @@
+"""Clean accuracy against robustness in finished races (issue #24): is any confirmed policy
+ahead of the reference (AutoAugment) on clean validation accuracy, and what does it give up?
+
+For each search folder, every searched policy its race confirmed (confirm.csv) is compared with
+the reference policy, paired by seed over the seeds both ran (the race's runs share one fixed
+validation split, so the seed is the only thing that differs): clean, occlusion-25%, 4 px-shift
+and robust validation accuracy (points, mean ± s.e. of the per-seed differences). The baselines
+(the reference among them) are the same runs in every race of one target, so their seeds are
+pooled across the folders given, which must share one confirmation config. Read from the
+runs' confirm/NAME-sSEED/final.json; validation splits carved from train only, test is never
+loaded. The bar of issue #24 asks for a test top-1 lead over AutoAugment; the race winners'
+test edges were smaller than their validation edges (experiments/RESULTS.md), so a policy that
+is not clearly ahead here is not a candidate to beat it.
+
+    python experiments/race_frontier.py experiments/results/search_cifar10_race/search-joint ...
+    python experiments/race_frontier.py SEARCH... --reference autoaugment-cifar10 --doc experiments/RESULTS.md --marker frontier-cifar10
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+from autosoft.errors import AutosoftError  # noqa: E402
+from autosoft.search.confirm import run_dir_name  # noqa: E402
+from autosoft.search.racing import Paired, paired  # noqa: E402
+from experiments.table import write_between_markers  # noqa: E402
+
+METRICS = (("val_acc", "clean"), ("val_occlusion_acc", "occl. 25%"), ("val_shift_acc", "shift 4px"),
+           ("val_robust_acc", "robust"))
+
+
+def race_scores(folder: Path) -> tuple[dict[str, dict[str, dict[int, float]]], dict[str, str], str]:
+    """{policy: {metric: {seed: score}}} of a finished race, each policy's kind, and its winner."""
+    confirm_csv = folder / "confirm.csv"
+    if not confirm_csv.is_file():
+        raise AutosoftError(f"{folder}: no confirm.csv (not a search folder, or its race has not finished)")
+    rows = list(csv.DictReader(confirm_csv.open()))
+    scores: dict[str, dict[str, dict[int, float]]] = {}
+    for row in rows:
+        name = row["policy"]
+        scores[name] = {m: {} for m, _ in METRICS}
+        prefix = run_dir_name(name, 0)[:-1]   # NAME-s
+        for run in (folder / "confirm").glob(prefix + "*/final.json"):
+            seed = run.parent.name[len(prefix):]
+            if not seed.isdigit():   # another policy whose name starts with this one's
+                continue
+            final = json.loads(run.read_text())
+            for metric, _ in METRICS:
+                if final.get(metric) is not None:
+                    scores[name][metric][int(seed)] = final[metric]
+    winner = next((r["policy"] for r in rows if r["winner"] == "True"), "")
+    return scores, {r["policy"]: r["kind"] for r in rows}, winner
+
+
+def _points(d: Paired) -> str:
+    if d.mean is None:
+        return "-"
+    return f"{100 * d.mean:+.2f}" + (f" ± {100 * d.se:.2f}" if d.se is not None else "")
+
+
+def report(folders: list[Path], reference: str) -> str:
+    """One row per searched policy of each race, then the baselines once: their runs are the same
+    in every race of one target (copied with --reuse-confirmation, or the same config and split
+    trained again), so their seeds are pooled across the races."""
+    rows, baselines, config = [], {}, None
+    for folder in folders:
+        settings_file = folder / "search.json"
+        if not settings_file.is_file():
+            raise AutosoftError(f"{folder}: not a search folder (no search.json)")
+        this = json.loads(settings_file.read_text())["confirmation"]["config"]
+        if config is not None and this != config:
+            raise AutosoftError(f"{folder}: its confirmation ran another config than {folders[0]}'s "
+                                "(another target or split): its baselines' runs cannot be pooled with theirs")
+        config = this
+        scores, kinds, winner = race_scores(folder)
+        if reference not in scores:
+            raise AutosoftError(f"{folder}: its race did not confirm {reference} (policies: {', '.join(scores)})")
+        for name, by_metric in scores.items():
+            if kinds[name] == "baseline":
+                pooled = baselines.setdefault(name, {m: {} for m, _ in METRICS})
+                for metric, by_seed in by_metric.items():
+                    pooled[metric] = {**by_seed, **pooled[metric]}
+            else:
+                rows.append((folder.name, name + (" (exported)" if name == winner else ""), by_metric))
+    ref = baselines[reference]
+    rows += [("baselines", name, by_metric) for name, by_metric in baselines.items() if name != reference]
+    head = ["race", "policy", "seeds"] + [label for _, label in METRICS]
+    lines = [f"Validation accuracy minus {reference}'s, points, paired by seed (mean ± s.e.):", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    ahead = []
+    for race, name, by_metric in rows:
+        diffs = [paired(by_metric[m], ref[m]) for m, _ in METRICS]
+        lines.append(f"| {race} | {name} | {diffs[0].seeds} | " + " | ".join(map(_points, diffs)) + " |")
+        clean, occl = diffs[0], diffs[1]
+        if clean.se is not None and clean.mean > 2 * clean.se and occl.mean >= 0:
+            ahead.append(f"{race}/{name}")
+    lines += ["", f"Ahead of {reference} on clean accuracy by more than 2 paired s.e., with occlusion at or "
+                  f"above its: {', '.join(ahead) if ahead else 'none'}."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("searches", nargs="+", type=Path, help="finished search folders (each with confirm.csv)")
+    ap.add_argument("--reference", default="autoaugment-cifar10", help="the policy every other is paired with")
+    ap.add_argument("--doc", metavar="FILE", help="also write the table into FILE between its markers")
+    ap.add_argument("--marker", default="frontier", help="FILE's markers: <!-- MARKER:start --> ... <!-- MARKER:end -->")
+    args = ap.parse_args(argv)
+    try:
+        if args.doc and not Path(args.doc).is_file():
+            raise AutosoftError(f"--doc {args.doc}: no such file")
+        text = report(args.searches, args.reference)
+        print(text)
+        if args.doc:
+            write_between_markers(Path(args.doc), text, args.marker)
+    except AutosoftError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""experiments/race_frontier.py: races of made-up confirmation runs with known paired differences."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "experiments" / "race_frontier.py"
+REF = "autoaugment-cifar10"
+
+
+def _race(folder: Path, runs: dict, *, winner: str, kinds: dict, config: dict | None = None) -> Path:
+    """runs: name -> list of (clean, occlusion, shift, robust), one per seed 0, 1, ..."""
+    (folder / "confirm").mkdir(parents=True)
+    (folder / "search.json").write_text(json.dumps({"confirmation": {"config": config or {"val_size": 5000}}}))
+    rows = ["policy,kind,seeds,winner"]
+    for name, seeds in runs.items():
+        rows.append(f"{name},{kinds.get(name, 'searched')},{len(seeds)},{name == winner}")
+        for seed, (clean, occl, shift, robust) in enumerate(seeds):
+            run = folder / "confirm" / f"{name}-s{seed}"
+            run.mkdir()
+            run.joinpath("final.json").write_text(json.dumps(
+                {"val_acc": clean, "val_occlusion_acc": occl, "val_shift_acc": shift, "val_robust_acc": robust}))
+    (folder / "confirm.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+
+
+def test_paired_differences_and_the_policy_ahead_on_both(tmp_path):
+    baselines = {REF: "baseline", "baseline": "baseline"}
+    a = _race(tmp_path / "search-a", {
+        REF: [(0.77, 0.53, 0.70, 0.69), (0.78, 0.54, 0.71, 0.70)],
+        "baseline": [(0.75, 0.49, 0.68, 0.66), (0.74, 0.49, 0.68, 0.66)],
+        "trial-1": [(0.79, 0.55, 0.70, 0.70), (0.80, 0.56, 0.71, 0.71)],    # +2 clean at both seeds, +2 occlusion
+        "trial-2": [(0.76, 0.63, 0.69, 0.71)]}, winner="trial-1", kinds=baselines)
+    # a second race of the same target: its seed-2 run of the reference is pooled with the first's
+    b = _race(tmp_path / "search-b", {
+        REF: [(0.77, 0.53, 0.70, 0.69), (0.78, 0.54, 0.71, 0.70), (0.76, 0.50, 0.70, 0.67)],
+        "trial-7": [(0.775, 0.60, 0.70, 0.70), (0.775, 0.60, 0.70, 0.70), (0.775, 0.60, 0.70, 0.70)]},
+        winner="trial-7", kinds=baselines)
+    doc = tmp_path / "RESULTS.md"
+    doc.write_text("intro\n<!-- frontier:start -->\nold\n<!-- frontier:end -->\nrest\n")
+    r = _run(a, b, "--doc", doc)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split(" | ")[1]: line for line in r.stdout.splitlines() if line.startswith("| search-")
+            or line.startswith("| baselines")}
+    assert rows["trial-1 (exported)"] == "| search-a | trial-1 (exported) | 2 | +2.00 ± 0.00 | +2.00 ± 0.00 | +0.00 ± 0.00 | +1.00 ± 0.00 |"
+    assert rows["trial-2"] == "| search-a | trial-2 | 1 | -1.00 | +10.00 | -1.00 | +2.00 |"  # one seed: no s.e.
+    # clean diffs +0.5, -0.5, +1.5: mean +0.50, s.e. 1.00 / sqrt(3) = 0.58, not 2 s.e. ahead
+    assert rows["trial-7 (exported)"].startswith("| search-b | trial-7 (exported) | 3 | +0.50 ± 0.58 |")
+    assert rows["baseline"].startswith("| baselines | baseline | 2 | -3.00 ± 1.00 |")
+    assert REF not in rows
+    assert r.stdout.rstrip().endswith("with occlusion at or above its: search-a/trial-1 (exported).")
+    text = doc.read_text()
+    assert text.startswith("intro\n<!-- frontier:start -->\nValidation accuracy minus") and "\nold\n" not in text
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path):
+    runs = {REF: [(0.77, 0.53, 0.70, 0.69)], "trial-1": [(0.78, 0.5, 0.7, 0.7)]}
+    a = _race(tmp_path / "a", runs, winner="trial-1", kinds={REF: "baseline"})
+    other = _race(tmp_path / "other", runs, winner="trial-1", kinds={REF: "baseline"}, config={"val_size": 10})
+    for args, message in [((tmp_path / "none",), "no search.json"),
+                          ((a, "--reference", "randaugment"), "did not confirm randaugment"),
+                          ((a, other), "another config"),
+                          ((a, "--doc", tmp_path / "none.md"), "none.md: no such file")]:
+        r = _run(*args)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, r.stderr
