@@ -42,6 +42,9 @@ def race_scores(folder: Path) -> tuple[dict[str, dict[str, dict[int, float]]], d
     if not confirm_csv.is_file():
         raise AutosoftError(f"{folder}: no confirm.csv (not a search folder, or its race has not finished)")
     rows = list(csv.DictReader(confirm_csv.open()))
+    missing = {"policy", "kind", "winner"} - set(rows[0] if rows else ())
+    if missing:
+        raise AutosoftError(f"{confirm_csv}: no {', '.join(sorted(missing))} column (or no rows): not a race's confirm.csv")
     scores: dict[str, dict[str, dict[int, float]]] = {}
     for row in rows:
         name = row["policy"]
@@ -74,14 +77,17 @@ def report(folders: list[Path], reference: str) -> str:
         settings_file = folder / "search.json"
         if not settings_file.is_file():
             raise AutosoftError(f"{folder}: not a search folder (no search.json)")
-        this = json.loads(settings_file.read_text())["confirmation"]["config"]
+        this = json.loads(settings_file.read_text()).get("confirmation", {}).get("config")
+        if this is None:
+            raise AutosoftError(f"{settings_file}: no confirmation config (a search before the confirmation stage?)")
         if config is not None and this != config:
             raise AutosoftError(f"{folder}: its confirmation ran another config than {folders[0]}'s "
                                 "(another target or split): its baselines' runs cannot be pooled with theirs")
         config = this
         scores, kinds, winner = race_scores(folder)
-        if reference not in scores:
-            raise AutosoftError(f"{folder}: its race did not confirm {reference} (policies: {', '.join(scores)})")
+        if kinds.get(reference) != "baseline":
+            raise AutosoftError(f"{folder}: its race did not confirm {reference} as a baseline "
+                                f"(baselines: {', '.join(n for n, k in kinds.items() if k == 'baseline')})")
         for name, by_metric in scores.items():
             if kinds[name] == "baseline":
                 pooled = baselines.setdefault(name, {m: {} for m, _ in METRICS})

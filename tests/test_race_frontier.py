@@ -65,7 +65,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     a = _race(tmp_path / "a", runs, winner="trial-1", kinds={REF: "baseline"})
     other = _race(tmp_path / "other", runs, winner="trial-1", kinds={REF: "baseline"}, config={"val_size": 10})
     for args, message in [((tmp_path / "none",), "no search.json"),
-                          ((a, "--reference", "randaugment"), "did not confirm randaugment"),
+                          ((a, "--reference", "randaugment"), "did not confirm randaugment as a baseline"),
+                          ((a, "--reference", "trial-1"), "did not confirm trial-1 as a baseline"),
                           ((a, other), "another config"),
                           ((a, "--doc", tmp_path / "none.md"), "none.md: no such file")]:
         r = _run(*args)
