@@ -38,9 +38,10 @@ def test_paired_differences_and_the_policy_ahead_on_both(tmp_path):
         "baseline": [(0.75, 0.49, 0.68, 0.66), (0.74, 0.49, 0.68, 0.66)],
         "trial-1": [(0.79, 0.55, 0.70, 0.70), (0.80, 0.56, 0.71, 0.71)],    # +2 clean at both seeds, +2 occlusion
         "trial-2": [(0.76, 0.63, 0.69, 0.71)]}, winner="trial-1", kinds=baselines)
-    # a second race of the same target: its seed-2 run of the reference is pooled with the first's
+    # a second race of the same target whose seed-0 run of the reference differs from the first's
+    # (another machine): its policies pair with its own runs, never the first race's
     b = _race(tmp_path / "search-b", {
-        REF: [(0.77, 0.53, 0.70, 0.69), (0.78, 0.54, 0.71, 0.70), (0.76, 0.50, 0.70, 0.67)],
+        REF: [(0.765, 0.53, 0.70, 0.69), (0.78, 0.54, 0.71, 0.70), (0.76, 0.50, 0.70, 0.67)],
         "trial-7": [(0.775, 0.60, 0.70, 0.70), (0.775, 0.60, 0.70, 0.70), (0.775, 0.60, 0.70, 0.70)]},
         winner="trial-7", kinds=baselines)
     doc = tmp_path / "RESULTS.md"
@@ -51,9 +52,9 @@ def test_paired_differences_and_the_policy_ahead_on_both(tmp_path):
             or line.startswith("| baselines")}
     assert rows["trial-1 (exported)"] == "| search-a | trial-1 (exported) | 2 | +2.00 ± 0.00 | +2.00 ± 0.00 | +0.00 ± 0.00 | +1.00 ± 0.00 |"
     assert rows["trial-2"] == "| search-a | trial-2 | 1 | -1.00 | +10.00 | -1.00 | +2.00 |"  # one seed: no s.e.
-    # clean diffs +0.5, -0.5, +1.5: mean +0.50, s.e. 1.00 / sqrt(3) = 0.58, not 2 s.e. ahead
-    assert rows["trial-7 (exported)"].startswith("| search-b | trial-7 (exported) | 3 | +0.50 ± 0.58 |")
-    assert rows["baseline"].startswith("| baselines | baseline | 2 | -3.00 ± 1.00 |")
+    # clean diffs +1.0, -0.5, +1.5: mean +0.67, s.e. 1.04 / sqrt(3) = 0.60, not 2 s.e. ahead
+    assert rows["trial-7 (exported)"].startswith("| search-b | trial-7 (exported) | 3 | +0.67 ± 0.60 |")
+    assert rows["baseline"].startswith("| baselines (search-a) | baseline | 2 | -3.00 ± 1.00 |")
     assert REF not in rows
     assert r.stdout.rstrip().endswith("with occlusion at or above its: search-a/trial-1 (exported).")
     text = doc.read_text()
