@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from autosoft.errors import AutosoftError  # noqa: E402
-from autosoft.search.confirm import run_dir_name  # noqa: E402
+from autosoft.search.confirm import Candidate, finished_runs  # noqa: E402
 from autosoft.search.racing import Paired, paired  # noqa: E402
 from experiments.table import write_between_markers  # noqa: E402
 
@@ -38,30 +38,33 @@ METRICS = (("val_acc", "clean"), ("val_occlusion_acc", "occl. 25%"), ("val_shift
            ("val_robust_acc", "robust"))
 
 
-def race_scores(folder: Path) -> tuple[dict[str, dict[str, dict[int, float]]], dict[str, str], str]:
-    """{policy: {metric: {seed: score}}} of a finished race, each policy's kind, and its winner."""
-    confirm_csv = folder / "confirm.csv"
+def read_race(folder: Path) -> tuple[dict, dict[str, dict[str, dict[int, float]]], dict[str, str], str]:
+    """A finished race: its confirmation config, {policy: {metric: {seed: score}}}, each policy's
+    kind, and its winner."""
+    settings_file, confirm_csv = folder / "search.json", folder / "confirm.csv"
+    if not settings_file.is_file():
+        raise AutosoftError(f"{folder}: not a search folder (no search.json)")
+    settings = json.loads(settings_file.read_text())
+    confirmation = settings.get("confirmation", {})
+    # The seeds the race could give a policy, numbered as the search's confirmation stage does.
+    cap = confirmation.get("max_seeds") or confirmation.get("seeds")
+    if "config" not in confirmation or not cap or "seed" not in settings:
+        raise AutosoftError(f"{settings_file}: no seed or confirmation config and seeds (a search before the confirmation stage?)")
+    seeds = [settings["seed"] + i for i in range(cap)]
     if not confirm_csv.is_file():
-        raise AutosoftError(f"{folder}: no confirm.csv (not a search folder, or its race has not finished)")
+        raise AutosoftError(f"{folder}: no confirm.csv (its race has not finished)")
     rows = list(csv.DictReader(confirm_csv.open()))
     missing = {"policy", "kind", "winner"} - set(rows[0] if rows else ())
     if missing:
         raise AutosoftError(f"{confirm_csv}: no {', '.join(sorted(missing))} column (or no rows): not a race's confirm.csv")
-    scores: dict[str, dict[str, dict[int, float]]] = {}
-    for row in rows:
-        name = row["policy"]
-        scores[name] = {m: {} for m, _ in METRICS}
-        prefix = run_dir_name(name, 0)[:-1]   # NAME-s
-        for run in (folder / "confirm").glob(prefix + "*/final.json"):
-            seed = run.parent.name[len(prefix):]
-            if not seed.isdigit():   # another policy whose name starts with this one's
-                continue
-            final = json.loads(run.read_text())
-            for metric, _ in METRICS:
-                if final.get(metric) is not None:
-                    scores[name][metric][int(seed)] = final[metric]
+    # finished_runs reads a run by its candidate's name only; the policy itself is not needed here.
+    candidates = [Candidate(r["policy"], {}, r["kind"], None) for r in rows]
+    finals = finished_runs(folder / "confirm", candidates, seeds)
+    scores = {c.name: {m: {s: finals[(c.name, s)][m] for s in seeds
+                           if finals.get((c.name, s), {}).get(m) is not None} for m, _ in METRICS}
+              for c in candidates}
     winner = next((r["policy"] for r in rows if r["winner"] == "True"), "")
-    return scores, {r["policy"]: r["kind"] for r in rows}, winner
+    return confirmation["config"], scores, {r["policy"]: r["kind"] for r in rows}, winner
 
 
 def _points(d: Paired) -> str:
@@ -73,19 +76,13 @@ def _points(d: Paired) -> str:
 def report(folders: list[Path], reference: str) -> str:
     """One row per searched policy of each race, then each baseline once (from the race where it
     pairs with the reference over the most seeds), every policy paired within its own race."""
-    rows, baselines, config = [], {}, None
+    rows, baselines, first = [], {}, None
     for folder in folders:
-        settings_file = folder / "search.json"
-        if not settings_file.is_file():
-            raise AutosoftError(f"{folder}: not a search folder (no search.json)")
-        this = json.loads(settings_file.read_text()).get("confirmation", {}).get("config")
-        if this is None:
-            raise AutosoftError(f"{settings_file}: no confirmation config (a search before the confirmation stage?)")
-        if config is not None and this != config:
+        config, scores, kinds, winner = read_race(folder)
+        if first is not None and config != first:
             raise AutosoftError(f"{folder}: its confirmation ran another config than {folders[0]}'s "
-                                "(another target or split): its baselines' runs cannot be pooled with theirs")
-        config = this
-        scores, kinds, winner = race_scores(folder)
+                                "(another target or split): its policies' scores are not comparable with theirs")
+        first = config
         if kinds.get(reference) != "baseline":
             raise AutosoftError(f"{folder}: its race did not confirm {reference} as a baseline "
                                 f"(baselines: {', '.join(n for n, k in kinds.items() if k == 'baseline')})")
@@ -94,7 +91,7 @@ def report(folders: list[Path], reference: str) -> str:
             diffs = [paired(by_metric[m], ref[m]) for m, _ in METRICS]
             if kinds[name] != "baseline":
                 rows.append((folder.name, name + (" (exported)" if name == winner else ""), diffs))
-            elif name != reference and diffs[0].seeds > baselines.get(name, (None, [Paired(None, None, 0)]))[1][0].seeds:
+            elif name != reference and (name not in baselines or diffs[0].seeds > baselines[name][1][0].seeds):
                 baselines[name] = (folder.name, diffs)
     rows += [(f"baselines ({race})", name, diffs) for name, (race, diffs) in baselines.items()]
     head = ["race", "policy", "seeds"] + [label for _, label in METRICS]

@@ -13,7 +13,8 @@ REF = "autoaugment-cifar10"
 def _race(folder: Path, runs: dict, *, winner: str, kinds: dict, config: dict | None = None) -> Path:
     """runs: name -> list of (clean, occlusion, shift, robust), one per seed 0, 1, ..."""
     (folder / "confirm").mkdir(parents=True)
-    (folder / "search.json").write_text(json.dumps({"confirmation": {"config": config or {"val_size": 5000}}}))
+    (folder / "search.json").write_text(json.dumps(
+        {"seed": 0, "confirmation": {"config": config or {"val_size": 5000}, "seeds": 2, "max_seeds": 4}}))
     rows = ["policy,kind,seeds,winner"]
     for name, seeds in runs.items():
         rows.append(f"{name},{kinds.get(name, 'searched')},{len(seeds)},{name == winner}")
