@@ -172,6 +172,12 @@ def _add_search_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--proxy-cost", metavar="SHARE",
                    help="a trial's cost as a share of one target run, for the derived proxy: fewer train images at "
                         "the target's epochs (default 0.25; 1/16 screens about 2.7x faster, see docs/search.md)")
+    p.add_argument("--rungs", metavar="SHARES",
+                   help="successive halving over train images: trials at the first share of one target run's cost, "
+                        "the best 1/4 (and the baselines) retrained at the next, ..., such as 1/16,1/4; the "
+                        "confirmation takes the last rung's best (default: off; see docs/search.md)")
+    p.add_argument("--reduction-factor", type=int, metavar="N",
+                   help="with --rungs: the best 1/N of each rung go on to the next (default 4)")
     p.add_argument("--epochs", type=int, help="proxy epochs per trial")
     p.add_argument("--train-size", type=int, help="proxy train subset size")
     p.add_argument("--val-size", type=int, help="validation images held out of train (scores the trials)")
@@ -227,7 +233,8 @@ def _search(args) -> int:
                         cpus_per_trial=args.cpus_per_trial,
                         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, seed=args.seed,
                         data_dir=args.data_dir, enqueue_baselines=not args.no_baselines,
-                        reuse_confirmation=args.reuse_confirmation, **data_settings)
+                        reuse_confirmation=args.reuse_confirmation, rungs=args.rungs,
+                        reduction_factor=args.reduction_factor, **data_settings)
     print(repr(result))
     if result.stage_times_s:
         print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.stage_times_s.items()))
@@ -238,6 +245,9 @@ def _search(args) -> int:
         rho = result.proxy_rank_correlation
         if rho is not None:
             print(f"proxy vs confirmation rank correlation (Spearman, {result.proxy_ranked} policies): {rho:.2f}")
+        for rung in result.rung_correlations:
+            rho = "n/a" if rung["spearman"] is None else f"{rung['spearman']:.2f}"
+            print(f"  at {rung['cost']:g} of the target's cost: {rho} over {rung['policies']} confirmed policies")
     if result.policy_path:
         # the same data (size, held-out test split) and target as the search, or the policy is not for it
         same = "".join(f" --{k.replace('_', '-')} {v}" for k, v in data_settings.items())

@@ -36,12 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from autosoft.errors import AutosoftError  # noqa: E402
-from autosoft.search.proxy import PROXY_COST, derive_proxy  # noqa: E402
+from autosoft.search.proxy import PROXY_COST, rung_config as proxy_rung_config  # noqa: E402
 from autosoft.train import TrainConfig, open_train_split, train  # noqa: E402
 
 DEFAULT_SHARES = (1 / 16, 1 / 8, PROXY_COST)
-# What a rung changes in the search's proxy: the fields derive_proxy sizes from the cost.
-RUNG_FIELDS = ("epochs", "train_size", "val_size", "batch_size", "lr", "warmup_epochs", "weak_aug_epochs")
 
 
 def read_search(folder: Path) -> dict:
@@ -69,10 +67,7 @@ def read_search(folder: Path) -> dict:
 
 def rung_config(settings: dict, share: float, n_train: int) -> TrainConfig:
     """The search's proxy with the train subset (and what follows from it) of cost `share`."""
-    derived, _ = derive_proxy(settings["target"], n_train, cost=share)
-    proxy = settings["proxy"]
-    return TrainConfig.from_dict({**proxy, **{k: derived[k] for k in RUNG_FIELDS}, "split_seed": proxy["seed"],
-                                  "eval_test": False})
+    return TrainConfig.from_dict(proxy_rung_config(settings["proxy"], settings["target"], n_train, share)[0])
 
 
 def _train_one(config: dict, policy: str, run_dir: str) -> float:

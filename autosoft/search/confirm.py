@@ -100,6 +100,7 @@ class Verdict:
     proxy_rank_correlation: float | None   # Spearman, proxy score vs confirmation mean
     proxy_ranked: int = 0                   # the confirmed policies with a proxy score it ranks
     race: str = ""                          # how the race ended, in words (`race_report`)
+    rung_correlations: list = field(default_factory=list)   # --rungs: Spearman per cost (`rungs.rank_correlations`)
 
 
 def pick_candidates(trials: Sequence[dict], *, k: int, maximize: bool, baselines: Sequence[str]) -> list[Candidate]:

@@ -147,6 +147,21 @@ def derive_proxy(target: dict, n_train: int, *, cost: float = PROXY_COST) -> tup
     return proxy, notes
 
 
+# What a rung of successive halving changes in the proxy (`rung_config`): the fields derive_proxy
+# sizes from the cost, but for the validation split, which stays the trials'.
+RUNG_FIELDS = ("epochs", "train_size", "batch_size", "lr", "warmup_epochs", "weak_aug_epochs")
+REDUCTION_FACTOR = 4          # successive halving: the best 1/4 of a rung go on to the next (Ray's ASHA default)
+
+
+def rung_config(proxy: dict, target: dict, n_train: int, cost: float) -> tuple[dict, list[str]]:
+    """The proxy's config with its train subset (and what follows from it) sized for `cost`
+    (`derive_proxy`), on the proxy's own validation split: a rung of successive halving, or a
+    fidelity study's share. Returns the config and the sizing rules that fired, in words."""
+    derived, notes = derive_proxy(target, n_train, cost=cost)
+    split_seed = proxy["seed"] if proxy.get("split_seed") is None else proxy["split_seed"]
+    return {**proxy, **{k: derived[k] for k in RUNG_FIELDS}, "split_seed": split_seed, "eval_test": False}, notes
+
+
 def proxy_config(dataset: str, proxy: str | dict = "auto", *, target: dict, n_train: int, seed: int = 0,
                  data_dir=None, threads: int | None = None, early_stopping: str = "off") -> tuple[dict, list[str]]:
     """The proxy task's TrainConfig as a dict, and how it was made, in words.

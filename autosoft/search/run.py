@@ -15,7 +15,7 @@ from autosoft.config import TrainConfig, check_model, few_steps_warning
 from autosoft.errors import AutosoftError
 from autosoft.files import atomic_write_text
 from autosoft.search import live_view, proxy as proxy_rules, ray_cluster, record, settings as _settings, tune_glue
-from autosoft.search import confirm as confirm_stage
+from autosoft.search import confirm as confirm_stage, rungs as rung_stage
 from autosoft.search.spaces import SearchSpace, load_space, make_sampler, sample_policies, space_id
 from autosoft.search.trials import best_trial, complete_trials, state_counts
 from autosoft.train import load_data, open_train_split
@@ -40,6 +40,8 @@ class SearchResult:
     proxy_ranked: int = 0                         # how many policies that correlation ranks
     chance: str | None = None     # set when the best proxy score is within noise of chance
     stage_times_s: dict = field(default_factory=dict)   # wall seconds per stage, this start
+    # --rungs: per cost (the trials' first), Spearman of its scores vs the confirmation's means
+    rung_correlations: list[dict] = field(default_factory=list)
 
     def __repr__(self) -> str:
         states = {}
@@ -134,6 +136,23 @@ class ConfirmationPlan:
 
 
 @dataclass(frozen=True)
+class RungPlan:
+    """Successive halving over train images (`autosoft.search.rungs`): the trials at
+    `trial_cost` of the target's cost, the best 1/`reduction_factor` of each rung retrained at
+    the next of `costs`, with `configs` (the proxy with the train subset of that cost)."""
+    trial_cost: float
+    costs: tuple[float, ...]
+    reduction_factor: int
+    configs: tuple[TrainConfig, ...]
+    notes: tuple[str, ...]        # the sizing rules that fired for the later rungs, in words
+
+    def settings(self) -> dict:
+        """As search.json keeps it."""
+        return {"trial_cost": self.trial_cost, "costs": list(self.costs), "reduction_factor": self.reduction_factor,
+                "rules": list(self.notes), "configs": [c.to_dict() for c in self.configs]}
+
+
+@dataclass(frozen=True)
 class SearchPlan:
     """What one start of a search does, every setting checked: nothing is written and Ray is
     not started until a plan stands. Configs are TrainConfigs here, dicts only at the Ray and
@@ -155,6 +174,7 @@ class SearchPlan:
     proxy: TrainConfig            # what each trial trains
     proxy_notes: tuple[str, ...]  # how the proxy was made, in words
     confirmation: ConfirmationPlan
+    rungs: RungPlan | None        # successive halving after the trials (None: off)
     n_train: int                  # images in the train split
     cpus: float                   # per trial and per confirmation run
     gpus: float
@@ -170,6 +190,7 @@ class SearchPlan:
                 "proxy": self.proxy.to_dict(), "proxy_rules": list(self.proxy_notes), "target": self.target.to_dict(),
                 "sampler": self.sampler, "seed": self.seed, "baselines": list(self.baselines), "budget": self.budget,
                 "confirmation": self.confirmation.settings(), "early_stopping": self.early_stopping,
+                "rungs": self.rungs.settings() if self.rungs else None,
                 "storage": self.storage, "study_name": f"autosoft-{self.out.name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"}
 
 
@@ -183,7 +204,8 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
                max_concurrent: int | None = None, seed: int = 0, data_dir=None,
                enqueue_baselines: bool | Sequence[str] = True, live: bool = True,
                image_size: int | None = None, test_fraction: float | None = None,
-               reuse_confirmation: Sequence = ()) -> SearchResult:
+               reuse_confirmation: Sequence = (), rungs: str | Sequence | None = None,
+               reduction_factor: int | None = None) -> SearchResult:
     """Search `budget` trials of `space` on a proxy of the target training, confirm the best
     ones at the target's fidelity, and write the results to `out_dir`.
 
@@ -196,7 +218,10 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
     seeds each to start, more for those within noise of the best, up to `confirm_max_seeds`
     (no new round after `confirm_time_limit_s`); the winner on the mean is exported; `reuse_confirmation` names other search folders
     whose finished confirmation runs of the same policy, seed and config are copied instead of
-    trained again (the baselines, when searches share a target). `early_stopping`: "off" (default) or "asha" (first rung
+    trained again (the baselines, when searches share a target). `rungs` ("1/16,1/4"):
+    successive halving over train images, the trials at the first share of the target's cost
+    and the best 1/`reduction_factor` (default 4) of each rung, with every baseline, retrained
+    at the next; the confirmation takes the last rung's best. `early_stopping`: "off" (default) or "asha" (first rung
     at 2/3 of the proxy's schedule). `sampler`: "tpe" (the search) or "random"
     (the control). `resume=True` continues the search in `out_dir`: finished trials and
     confirmation runs are kept, cut-short ones run again. `time_limit_s` (seconds or "30m")
@@ -221,8 +246,14 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
             ray.start()
             _run_trials(plan, settings, study, rdb, data, trial_sampler, remaining, clock)
         outputs, extra, chance, confirming = _proxy_results(plan, settings, study, data)
+        rung_rows = None
         if confirming:
-            verdict, confirmed = _confirm(plan, settings, study, clock, ray)
+            entries = record.candidate_trials(study)
+            if plan.rungs:
+                entries, rung_rows = _run_rungs(plan, settings, entries, clock, ray)
+            verdict, confirmed = _confirm(plan, settings, entries, clock, ray)
+            if rung_rows:
+                verdict.rung_correlations = rung_stage.rank_correlations(rung_rows, confirmed, plan.metrics[0])
             extra["confirmation"] = _confirmation_provenance(verdict, plan)
             outputs["policy_path"] = _export_confirmed(plan, settings, study, verdict, outputs, extra)
     finally:
@@ -238,13 +269,14 @@ def run_search(*, dataset: str, budget: int, space: str = "autoaugment+soft", ou
                         proxy_rank_correlation=verdict.proxy_rank_correlation if verdict else None,
                         proxy_ranked=verdict.proxy_ranked if verdict else 0,
                         chance=chance["message"] if chance else None,
-                        stage_times_s=clock.seconds())
+                        stage_times_s=clock.seconds(),
+                        rung_correlations=verdict.rung_correlations if verdict else [])
 
 
 def _plan(*, dataset, budget, space, out_dir, resume, objectives, storage, ray_address, time_limit_s, proxy, target,
           confirm, confirm_seeds, confirm_fidelity, confirm_max_seeds, confirm_time_limit_s, sampler, early_stopping,
           cpus_per_trial, gpus_per_trial, max_concurrent, seed, data_dir, enqueue_baselines, live, image_size,
-          test_fraction, reuse_confirmation):
+          test_fraction, reuse_confirmation, rungs, reduction_factor):
     """Check every setting and read the proxy's data, writing nothing: the plan, the data, and
     the study's storage when --storage named one (a bad URL fails here)."""
     try:
@@ -260,6 +292,9 @@ def _plan(*, dataset, budget, space, out_dir, resume, objectives, storage, ray_a
     metrics, modes = _settings.parse_objectives(objectives)
     make_sampler(len(metrics), budget, seed, sampler)  # an unknown sampler fails here
     early_stopping = _settings.check_early_stopping(early_stopping)
+    promotion = _settings.check_rungs(rungs, reduction_factor)
+    if promotion:
+        proxy = _trials_at(proxy, promotion["trial_cost"])
     space_obj = load_space(space)
     samples = sample_policies(space_obj, 16, seed=seed)  # a broken space file fails here, before Ray starts
     baselines = _settings.choose_baselines(enqueue_baselines, samples)
@@ -278,6 +313,19 @@ def _plan(*, dataset, budget, space, out_dir, resume, objectives, storage, ray_a
     cpus, gpus = tune_glue.trial_resources(cpus_per_trial, gpus_per_trial, proxy_cfg)
     stage = _settings.confirmation_plan(confirm, confirm_seeds, confirm_fidelity, on_gpu=gpus > 0,
                                         max_seeds=confirm_max_seeds, time_limit_s=confirm_time_limit_s)
+    rung_plan = None
+    if promotion:
+        if not stage["top_k"]:
+            raise AutosoftError("--rungs: the last rung's best go to the confirmation stage, and --confirm 0 skips "
+                                "it; give --confirm K >= 1, or drop --rungs")
+        configs, notes = [], []
+        for cost in promotion["costs"]:
+            config, rules = proxy_rules.rung_config(proxy_cfg, target_cfg, n_train, cost)
+            configs.append(TrainConfig.from_dict(config))
+            notes += [f"rung {cost:g}: {rule}" for rule in rules]
+        rung_plan = RungPlan(trial_cost=promotion["trial_cost"], costs=tuple(promotion["costs"]),
+                             reduction_factor=promotion["reduction_factor"], configs=tuple(configs),
+                             notes=tuple(notes))
     # One validation split for every confirmation run: a seed changes the model and the draws, not the split.
     confirm_cfg = TrainConfig.from_dict({**proxy_rules.confirmation_config(target_cfg, proxy_cfg, stage["fidelity"]),
                                          "split_seed": proxy_rules.CONFIRM_SPLIT_SEED})
@@ -300,9 +348,27 @@ def _plan(*, dataset, budget, space, out_dir, resume, objectives, storage, ray_a
         metrics=tuple(metrics), modes=tuple(modes), sampler=sampler, seed=seed, baselines=tuple(baselines),
         early_stopping=early_stopping, time_limit_s=time_limit_s, target=TrainConfig.from_dict(target_cfg),
         proxy=proxy_train, proxy_notes=tuple(proxy_notes), confirmation=ConfirmationPlan(**stage, config=confirm_cfg),
+        rungs=rung_plan,
         n_train=n_train, cpus=cpus, gpus=gpus, max_concurrent=max_concurrent, ray_address=ray_address,
         storage=storage, reuse_from=tuple(reuse_from), live=live)
     return plan, data, rdb
+
+
+def _trials_at(proxy, cost: float) -> dict:
+    """The proxy settings with the trials at the first rung's `cost` (a derived proxy only)."""
+    settings = dict(proxy) if isinstance(proxy, dict) else {"preset": proxy}
+    if settings.get("preset", "auto") != "auto":
+        raise AutosoftError(f"--rungs: size the proxy derived from the target; the {settings['preset']!r} preset "
+                            "has its own size (drop --rungs, or use --proxy auto)")
+    sized = sorted(set(settings) & set(proxy_rules.RUNG_FIELDS))
+    if sized:
+        raise AutosoftError(f"--rungs: each rung's {', '.join(sized)} follow from its share of the target's cost; "
+                            "drop those proxy settings (or --rungs)")
+    given = settings.get("cost")
+    if given is not None and proxy_rules.check_cost(given) != cost:
+        raise AutosoftError(f"--proxy-cost {given} and --rungs both set the trials' cost (the first rung, {cost:g}); "
+                            "drop --proxy-cost")
+    return {**settings, "cost": cost}
 
 
 def _open_study(plan: SearchPlan, rdb):
@@ -411,8 +477,40 @@ def _proxy_results(plan: SearchPlan, settings: dict, study, data):
     return outputs, extra, chance, confirming
 
 
-def _confirm(plan: SearchPlan, settings: dict, study, clock: StageTimes, ray: _RayStarter):
-    """The confirmation stage on Ray: candidates, the race (finished runs read back), verdict, outputs.
+def _run_rungs(plan: SearchPlan, settings: dict, trials: list[dict], clock: StageTimes, ray: _RayStarter):
+    """Successive halving on Ray (`autosoft.search.rungs`), timed as stage "rungs" from its first
+    run on: the last rung's entries for the confirmation, and rungs.csv's rows."""
+    rungs, live, metric = plan.rungs, plan.live, plan.metrics[0]
+    if live:
+        print(f"[rungs] the best 1/{rungs.reduction_factor} of the trials (at {rungs.trial_cost:g} of the target's "
+              f"cost) and the baselines retrained at " + ", then ".join(f"{c:g}" for c in rungs.costs)
+              + f" of it, on {metric}", flush=True)
+    done = [0]
+
+    def on_done(cost, key, final, error):
+        done[0] += 1
+        if live:
+            result = f"{metric} {final[metric]:.4f}" if final else f"failed: {error}"
+            print(f"[rungs] run {done[0]}: {key[0]} at {cost:g}: {result}", flush=True)
+
+    timing = contextlib.ExitStack()
+
+    def first_run():
+        timing.enter_context(clock.stage("rungs"))
+        ray.start()
+
+    with timing:
+        return rung_stage.run_rungs(
+            trials, [(cost, config.to_dict()) for cost, config in zip(rungs.costs, rungs.configs)],
+            trial_cost=rungs.trial_cost, seed=settings["seed"], folder=plan.out / "rungs", metric=metric,
+            maximize=plan.modes[0] == "max", reduction_factor=rungs.reduction_factor,
+            baselines=settings["baselines"], cpus=plan.cpus, gpus=plan.gpus,
+            max_concurrent=plan.max_concurrent or None, before_first_run=first_run, on_done=on_done)
+
+
+def _confirm(plan: SearchPlan, settings: dict, trials: list[dict], clock: StageTimes, ray: _RayStarter):
+    """The confirmation stage on Ray: candidates (the best of `trials`, the last rung's entries
+    with --rungs), the race (finished runs read back), verdict, outputs.
 
     Ray is started and the stage timed only when a run is left to train: a rerun over a
     finished search reads the runs back, prints its verdict and records no start."""
@@ -420,7 +518,7 @@ def _confirm(plan: SearchPlan, settings: dict, study, clock: StageTimes, ray: _R
     config = stage.config.to_dict()
     maximize = plan.modes[0] == "max"
     # Every baseline is confirmed, also one that did not run as a trial (its proxy score is then unknown).
-    candidates = confirm_stage.pick_candidates(record.candidate_trials(study), k=stage.top_k, maximize=maximize,
+    candidates = confirm_stage.pick_candidates(trials, k=stage.top_k, maximize=maximize,
                                                baselines=settings["baselines"])
     seeds = [settings["seed"] + i for i in range(stage.max_seeds)]
     folder = plan.out / "confirm"
@@ -489,4 +587,5 @@ def _confirmation_provenance(verdict, plan: SearchPlan) -> dict:
             "margin": verdict.margin, "margin_se": verdict.margin_se, "paired_seeds": verdict.paired_seeds,
             "separated": verdict.separated, "race": verdict.race,
             "verdict": verdict.text, "proxy_rank_correlation": verdict.proxy_rank_correlation,
-            "proxy_ranked": verdict.proxy_ranked, **plan.confirmation.settings()}
+            "proxy_ranked": verdict.proxy_ranked, **plan.confirmation.settings(),
+            **({"rung_correlations": verdict.rung_correlations} if verdict.rung_correlations else {})}

@@ -20,6 +20,7 @@ from autosoft.errors import AutosoftError
 from autosoft.files import atomic_write_json
 from autosoft.rundir import with_defaults
 from autosoft.search import record
+from autosoft.search import proxy as proxy_rules
 from autosoft.search.proxy import CONFIRM_DEFAULTS, EARLY_STOPPING
 
 # Known policies run first and are confirmed beside the searched ones: the fixed policies a user
@@ -125,6 +126,34 @@ def confirmation_plan(top_k: int | None, seeds: int | None, fidelity: float, *, 
             "time_limit_s": limit}
 
 
+def check_rungs(rungs, reduction_factor=None) -> dict | None:
+    """--rungs "1/16,1/4": successive halving over train images, the trials at the first share of
+    the target's cost and the best 1/`reduction_factor` of each rung retrained at the next;
+    None or "" turns it off. Returns {"costs": the later rungs' shares, "trial_cost": the
+    first, "reduction_factor": the factor} or None."""
+    if rungs is None or rungs == "" or rungs == ():
+        if reduction_factor is not None:
+            raise AutosoftError("--reduction-factor: sets how many trials successive halving promotes; "
+                                "it needs --rungs (such as --rungs 1/16,1/4)")
+        return None
+    texts = [t.strip() for t in rungs.split(",")] if isinstance(rungs, str) else list(rungs)
+    costs = []
+    for text in texts:
+        try:
+            costs.append(proxy_rules.check_cost(text))
+        except AutosoftError:
+            raise AutosoftError(f"--rungs {rungs!r}: {text!r} is not a share of one target run; expected "
+                                "two or more increasing shares in (0, 1] joined by commas, such as 1/16,1/4") from None
+    if len(costs) < 2 or any(b <= a for a, b in zip(costs, costs[1:])):
+        raise AutosoftError(f"--rungs {rungs!r}: expected two or more increasing shares of one target run in "
+                            "(0, 1], such as 1/16,1/4 (the trials at the first, the best promoted to the next)")
+    factor = proxy_rules.REDUCTION_FACTOR if reduction_factor is None else reduction_factor
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
+        raise AutosoftError(f"--reduction-factor: expected an integer >= 2 (the best 1/N of a rung are "
+                            f"promoted), got {factor!r}")
+    return {"trial_cost": costs[0], "costs": costs[1:], "reduction_factor": factor}
+
+
 def check_early_stopping(kind: str | None) -> str:
     """"off" (every trial runs its whole schedule) or "asha"; None takes the default."""
     kind = EARLY_STOPPING[0] if kind is None else kind
@@ -186,7 +215,8 @@ def save_settings(out: Path, *, resume: bool, fresh: dict) -> dict:
     """Write search.json for a new search, or check a resumed one matches it; returns the settings in force.
 
     A resume keeps the saved settings (its study name among them) but takes the new budget, the
-    proxy, target and confirmation settings (equal but for threads, data folder, K and seeds)
+    proxy, target and confirmation settings (equal but for threads, data folder, K and seeds),
+    the rungs (added, changed or dropped: they only choose what the confirmation retrains)
     and the baselines (the saved ones and perhaps more: added ones run as trials while the
     budget lasts, and are confirmed).
     """
@@ -204,7 +234,8 @@ def save_settings(out: Path, *, resume: bool, fresh: dict) -> dict:
                     raise AutosoftError(f"--resume: {out / 'study.db'} (the record of that search) is missing; "
                                         "restore it, or start a new search in another --out")
                 settings = {**saved, "budget": fresh["budget"], "proxy": fresh["proxy"], "target": fresh["target"],
-                            "confirmation": fresh["confirmation"], "baselines": fresh["baselines"]}
+                            "confirmation": fresh["confirmation"], "baselines": fresh["baselines"],
+                            "rungs": fresh.get("rungs")}
                 atomic_write_json(path, settings)
                 return settings
             if not left_by_a_failed_start(out):

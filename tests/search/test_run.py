@@ -556,3 +556,79 @@ def test_a_search_that_finished_no_trial_is_taken_over(cluster, small_cifar10, t
     assert cli_main([*good, "--space", "autoaugment", "--resume"]) == 2
     assert "--resume: space differs" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+# A target whose rungs the sizing rules keep apart on 1,000 images: 10 epochs of 800 at batch 16
+# (500 steps); 1/2 of its cost is 400 images at batch 16 (250 steps, above the 150-step floor).
+RUNG_TARGET = {**TARGET, "epochs": 10, "batch_size": 16, "lr": 0.05, "train_size": 800}
+
+
+def test_rungs_promote_the_best_half_and_confirm_from_the_last_rung(cluster, small_cifar10, tmp_path, capsys):
+    out = tmp_path / "halving"
+    kw = dict(budget=5, space="randaugment+soft", enqueue_baselines=["baseline"], target=RUNG_TARGET,
+              early_stopping=None, proxy="auto", rungs="1/2,1", reduction_factor=2, confirm=1, confirm_seeds=1,
+              confirm_max_seeds=1)
+    result = _search(small_cifar10, out, **kw)
+    settings = json.loads((out / "search.json").read_text())
+    assert settings["proxy"]["train_size"] == 400 and settings["rungs"]["costs"] == [1.0]
+    rung_config = settings["rungs"]["configs"][0]
+    # the rung: the target's images and epochs, on the trials' validation split (same size, same seed)
+    assert rung_config["train_size"] == 800 and rung_config["epochs"] == 10
+    assert rung_config["val_size"] == settings["proxy"]["val_size"] and rung_config["split_seed"] == 0
+
+    trials = {f"trial-{r['number']}" if r["policy"] == "searched" else r["policy"]: float(r["val_robust_acc"])
+              for r in _rows(out)}
+    searched = sorted((n for n in trials if n.startswith("trial-")), key=lambda n: -trials[n])
+    assert len(searched) == 4
+    # the best half of the 4 searched trials and the baseline, trained once each at the rung
+    runs = sorted(p.name for p in (out / "rungs" / "cost-1").iterdir())
+    assert runs == sorted([f"{n}-s0" for n in searched[:2]] + ["baseline-s0"])
+    with open(out / "rungs.csv") as f:
+        rows = list(csv.DictReader(f))
+    rung = {r["policy"]: float(r["val_robust_acc"]) for r in rows if r["cost"] == "1.0"}
+    assert {r["policy"]: float(r["val_robust_acc"]) for r in rows if r["cost"] == "0.5"} == \
+        pytest.approx({n: trials[n] for n in rung})   # the trials' own scores beside the rung's
+    for name, score in rung.items():
+        final = json.loads((out / "rungs" / "cost-1" / f"{name}-s0" / "final.json").read_text())
+        assert final["val_robust_acc"] == pytest.approx(score)
+    # the confirmation takes the rung's best searched policy, its rung score as its proxy score
+    with open(out / "confirm.csv") as f:
+        confirmed = {r["policy"]: r for r in csv.DictReader(f)}
+    best = max(searched[:2], key=lambda n: rung[n])
+    assert set(confirmed) == {best, "baseline"}
+    assert float(confirmed[best]["proxy_score"]) == pytest.approx(rung[best])
+    assert [c["cost"] for c in result.rung_correlations] == [0.5, 1.0]
+    assert all(c["policies"] == 2 and c["spearman"] is None for c in result.rung_correlations)  # 2: no rank
+    assert set(result.stage_times_s) == {"trials", "rungs", "confirmation"}
+    conf = load_policy(str(out / "policy.json")).provenance["confirmation"]
+    assert conf["rung_correlations"] == result.rung_correlations
+
+    # Rerun over the finished search: no rung run is trained again.
+    stamps = {p.name: (p / "final.json").stat().st_mtime_ns for p in (out / "rungs" / "cost-1").iterdir()}
+    again = _search(small_cifar10, out, resume=True, **kw)
+    assert again.confirmation == result.confirmation
+    assert {p.name: (p / "final.json").stat().st_mtime_ns for p in (out / "rungs" / "cost-1").iterdir()} == stamps
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--rungs", "1/4"], "--rungs '1/4': expected two or more increasing shares"),
+    (["--rungs", "1/4,1/16"], "--rungs '1/4,1/16': expected two or more increasing shares"),
+    (["--rungs", "1/16,half"], "--rungs '1/16,half': 'half' is not a share of one target run"),
+    (["--rungs", "1/16,2"], "--rungs '1/16,2': '2' is not a share of one target run"),
+    (["--rungs", "1/16,1/4", "--reduction-factor", "1"], "--reduction-factor: expected an integer >= 2"),
+    (["--reduction-factor", "3"], "--reduction-factor: sets how many trials successive halving promotes"),
+    (["--rungs", "1/16,1/4", "--proxy", "cpu"], "--rungs: size the proxy derived from the target; the 'cpu' preset"),
+    (["--rungs", "1/16,1/4", "--confirm", "0"], "--rungs: the last rung's best go to the confirmation stage"),
+    (["--rungs", "1/16,1/4", "--proxy-cost", "1/8"], "--proxy-cost 1/8 and --rungs both set the trials' cost"),
+    (["--rungs", "1/16,1/4", "--epochs", "3"], "--rungs: each rung's epochs follow from its share"),
+])
+def test_cli_bad_rungs_fail_in_one_line_and_write_nothing(small_cifar10, tmp_path, capsys, bad, message):
+    target = tmp_path / "target.json"
+    target.write_text(json.dumps(RUNG_TARGET))
+    out = tmp_path / "search"
+    argv = ["search", "--dataset", "cifar10", "--budget", "2", "--target-config", str(target),
+            "--data-dir", str(small_cifar10), "--out", str(out), *bad]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not out.exists()
