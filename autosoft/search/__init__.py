@@ -26,6 +26,7 @@ Modules, one job each (importing any of them imports neither Ray nor Optuna):
     record      the Optuna study: storage, requeue, trials.csv, policy files, plots
     confirm     the confirmation stage: candidates, runs on Ray, verdict, confirm.csv and confirm.png
     racing      which confirmation runs come next: the paired test, who stops, who gets more seeds
+    rungs       successive halving over train images (--rungs): who is promoted, the rung runs, Spearman per rung
     ray_cluster starting Ray or joining a cluster: the address, token authentication, one-line errors
     tune_glue   Ray Tune adapted: trial resources, the trainable, the searcher (the record in the study), ASHA
     live_view   the one live line that replaces Tune's console output; a failed trial's error in one line
@@ -40,6 +41,7 @@ Output folder:
     best_searched.json  the confirmation's best searched policy (policy.json too, unless a baseline beat it)
     trials.csv          every trial: state, parameters, scores, epochs run, wall time
     confirm.csv, confirm.png, confirm/NAME-sSEED/   the confirmation scores and runs
+    rungs.csv, rungs/COST/NAME-sSEED/   with --rungs: each promoted policy's score per rung, and the rung runs
     search_history.png  score per trial and best so far
     wall_times.jsonl    wall seconds of each stage (trials, confirmation), one line per start, kept
                         current while it runs ("running": true on a start killed before it ended)
