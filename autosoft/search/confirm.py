@@ -147,7 +147,6 @@ def judge(confirmed: Sequence[Confirmed], *, maximize: bool, metric: str) -> Ver
     The best searched policy and the best baseline are compared on the seeds both finished
     (paired: the same seeds, the same validation split); the searched one is exported only
     if that paired difference is above 0, a tie goes to the baseline."""
-    from scipy.stats import spearmanr
 
     done = [c for c in confirmed if c.scores]
     if not done:
@@ -196,13 +195,19 @@ def judge(confirmed: Sequence[Confirmed], *, maximize: bool, metric: str) -> Ver
         text = (f"no searched policy beat the best baseline: {fmt(best_base)} vs best searched "
                 f"{fmt(best_search)} ({diff_text()}); exporting {best_base.candidate.name}")
     with_proxy = [c for c in done if c.candidate.proxy_score is not None]
-    rho = None
-    if len(with_proxy) >= 3:
-        rho = float(spearmanr([c.candidate.proxy_score for c in with_proxy], [c.mean for c in with_proxy]).statistic)
-        if math.isnan(rho):
-            rho = None
+    rho = rank_correlation([c.candidate.proxy_score for c in with_proxy], [c.mean for c in with_proxy])
     return Verdict(winner, best_base, best_search, margin, se, shared, separated, searched_won, text, rho,
                    len(with_proxy))
+
+
+def rank_correlation(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Spearman of two score lists; None under 3 pairs or when a list is constant."""
+    from scipy.stats import spearmanr
+
+    if len(xs) < 3:
+        return None
+    rho = float(spearmanr(xs, ys).statistic)
+    return None if math.isnan(rho) else rho
 
 
 def race_report(confirmed: Sequence[Confirmed], *, maximize: bool, cap: int, time_limited: bool,

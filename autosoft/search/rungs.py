@@ -21,7 +21,6 @@ again, an interrupted one resumes from its checkpoint.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Sequence
@@ -35,9 +34,9 @@ def promoted(entries: Sequence[dict], *, reduction_factor: int, maximize: bool,
              baselines: Sequence[str]) -> list[confirm_stage.Candidate]:
     """The best 1/`reduction_factor` of a rung's distinct searched policies (at least one), then
     every baseline: the next rung's runs. `entries` as `confirm.pick_candidates` reads them."""
-    searched = {json.dumps(e["policy"], sort_keys=True) for e in entries
-                if not e.get("fixed_policy") and e.get("score") is not None and math.isfinite(e["score"])}
-    keep = max(1, math.ceil(len(searched) / reduction_factor))
+    # pick_candidates' own rule of which searched policies count (distinct, finite score)
+    distinct = len(confirm_stage.pick_candidates(entries, k=len(entries), maximize=maximize, baselines=()))
+    keep = max(1, math.ceil(distinct / reduction_factor))
     return confirm_stage.pick_candidates(entries, k=keep, maximize=maximize, baselines=baselines)
 
 
@@ -94,15 +93,10 @@ def _name(entry: dict) -> str:
 def rank_correlations(rows: Sequence[dict], confirmed: Sequence[confirm_stage.Confirmed], metric: str) -> list[dict]:
     """Per cost (the trials' first): Spearman of its scores against the confirmation's means, over
     the confirmed policies it scored: how well each fidelity ranks what the target ranks."""
-    from scipy.stats import spearmanr
-
     means = {c.candidate.name: c.mean for c in confirmed if c.scores}
     out = []
     for cost in dict.fromkeys(r["cost"] for r in rows):
         scores = {r["policy"]: r[metric] for r in rows if r["cost"] == cost and r["policy"] in means}
-        rho = None
-        if len(scores) >= 3:
-            rho = float(spearmanr(list(scores.values()), [means[n] for n in scores]).statistic)
-            rho = None if math.isnan(rho) else rho
+        rho = confirm_stage.rank_correlation(list(scores.values()), [means[n] for n in scores])
         out.append({"cost": cost, "policies": len(scores), "spearman": rho})
     return out
