@@ -34,7 +34,7 @@ from autosoft.errors import AutosoftError
 from autosoft.policy import Policy, load_policy
 from autosoft.rundir import RunDir
 from autosoft.search import racing
-from autosoft.search.record import write_csv
+from autosoft.search.record import candidate_name, write_csv
 from autosoft.search.tune_glue import max_concurrent as max_concurrent_trials, trial_device, worker_config
 from autosoft.train import train
 
@@ -118,7 +118,7 @@ def pick_candidates(trials: Sequence[dict], *, k: int, maximize: bool, baselines
         if key in seen:
             continue
         seen.add(key)
-        picked.append(Candidate(f"trial-{t['number']}", t["policy"], "searched", t["score"]))
+        picked.append(Candidate(candidate_name(t["number"]), t["policy"], "searched", t["score"]))
         if len(picked) == k:
             break
     ran = {t["fixed_policy"]: t.get("score") for t in trials if t.get("fixed_policy")}

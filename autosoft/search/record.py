@@ -197,7 +197,7 @@ def write_outputs(study, out: Path, settings: dict, metrics: list[str], modes: l
     if pareto:
         (out / "pareto").mkdir(exist_ok=True)
         for t in pareto:
-            export_policy(t, out / "pareto" / f"trial-{t.number}.json", **export)
+            export_policy(t, out / "pareto" / f"{candidate_name(t.number)}.json", **export)
 
     plot_trials(out, [r for r in rows if r["state"] in COUNTED], metrics, modes)
     return {"policy_path": policy_path, "best_trial": best.number if best else None,
@@ -211,10 +211,15 @@ def candidate_trials(study) -> list[dict]:
              "fixed_policy": t.user_attrs.get("fixed_policy")} for t in complete_trials(study)]
 
 
-def trial_of(study, candidate_name: str):
+def candidate_name(number: int, fixed_policy: str | None = None) -> str:
+    """How a trial is named in the confirmation, the rungs and the exports: its baseline's name, or "trial-N"."""
+    return fixed_policy or f"trial-{number}"
+
+
+def trial_of(study, name: str):
     """The trial behind a confirmation candidate ("trial-N", or a baseline's name), or None."""
     for t in complete_trials(study):
-        if candidate_name == (t.user_attrs.get("fixed_policy") or f"trial-{t.number}"):
+        if name == candidate_name(t.number, t.user_attrs.get("fixed_policy")):
             return t
     return None
 

@@ -27,7 +27,7 @@ from typing import Sequence
 
 from autosoft.errors import AutosoftError
 from autosoft.search import confirm as confirm_stage
-from autosoft.search.record import write_csv
+from autosoft.search.record import candidate_name, write_csv
 
 
 def promoted(entries: Sequence[dict], *, reduction_factor: int, maximize: bool,
@@ -55,7 +55,7 @@ def run_rungs(trials: list[dict], rungs: Sequence[tuple[float, dict]], *, trial_
     Returns the last rung's entries (the trials' dicts with that rung's score; a policy whose run
     failed is left out) and one row per (cost, policy) of every policy a rung trained, its
     trial's score first: rungs.csv, written to `folder`'s parent."""
-    by_name = {_name(e): e for e in trials}
+    by_name = {candidate_name(e["number"], e.get("fixed_policy")): e for e in trials}
     scores: dict[str, dict] = {}   # policy -> {cost: score}, in the order rungs first trained them
     kinds: dict[str, str] = {}
     entries = list(trials)
@@ -84,10 +84,6 @@ def run_rungs(trials: list[dict], rungs: Sequence[tuple[float, dict]], *, trial_
             for name, by_cost in scores.items() for cost, score in by_cost.items() if score is not None]
     write_csv(rows, folder.parent / "rungs.csv")
     return entries, rows
-
-
-def _name(entry: dict) -> str:
-    return entry.get("fixed_policy") or f"trial-{entry['number']}"
 
 
 def rank_correlations(rows: Sequence[dict], confirmed: Sequence[confirm_stage.Confirmed], metric: str) -> list[dict]:
