@@ -21,7 +21,8 @@
 #   searched-hard-best  the same space minus the soft-target part (autoaugment), TPE
 # beside none, baseline, autoaugment-cifar10, randaugment, trivialaugment, softaug and
 # softcrop-hard (softaug's aggressive crop with hard labels: the control the seed paper's
-# claims are measured against), then the seed paper's claims on that table (experiments/claims.py).
+# claims are measured against), then the seed paper's claims on that table (experiments/claims.py)
+# and the clean-against-robust frontier of the races' confirmed policies (experiments/race_frontier.py).
 # A search's row is its best searched policy after confirmation (best_searched.json): the
 # exported policy.json is that one if it beat every baseline, else a baseline, whose row the
 # table has already.
@@ -131,3 +132,10 @@ table "${rows[@]}"
 "$PY" experiments/claims.py --results "$TABLE" --seeds "${SEEDS[@]}" --baseline baseline \
   --pair softaug:softcrop-hard --pair "${P}searched-best:${P}searched-hard-best" --doc experiments/RESULTS.md \
   --marker "claims-$DATASET"
+# Clean against robust validation accuracy of every policy the finished races confirmed
+# (experiments/race_frontier.py; validation only): is any ahead of AutoAugment on clean accuracy?
+frontier=()
+for name in search-joint search-joint-acc search-aa-soft search-joint-cost16 search-joint-halving random-search search-hard; do
+  [ -e "$RESULTS/$name/confirm.csv" ] && frontier+=("$RESULTS/$name")
+done
+"$PY" experiments/race_frontier.py "${frontier[@]}" --doc experiments/RESULTS.md --marker "frontier-$DATASET"
