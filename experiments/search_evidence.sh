@@ -22,7 +22,8 @@
 # beside none, baseline, autoaugment-cifar10, randaugment, trivialaugment, softaug and
 # softcrop-hard (softaug's aggressive crop with hard labels: the control the seed paper's
 # claims are measured against), then the seed paper's claims on that table (experiments/claims.py)
-# and the clean-against-robust frontier of the races' confirmed policies (experiments/race_frontier.py).
+# the clean-against-robust frontier of the races' confirmed policies (experiments/race_frontier.py)
+# and each pipeline's wall time per stage and seeds per policy (experiments/pipeline_costs.py).
 # A search's row is its best searched policy after confirmation (best_searched.json): the
 # exported policy.json is that one if it beat every baseline, else a baseline, whose row the
 # table has already.
@@ -117,6 +118,15 @@ if [ "$DATASET" = cifar10 ]; then  # the published CIFAR-10 policy's own ops, it
   if [ ! -e "$RESULTS/search-joint-halving/search.json" ]; then
     mkdir -p "$RESULTS/search-joint-halving"
     cp "$RESULTS/search-joint-cost16/search.json" "$RESULTS/search-joint-cost16/study.db" "$RESULTS/search-joint-halving/"
+    # ... and the trials' wall time with them, marked as copied (pipeline_costs.py counts it)
+    "$PY" - "$RESULTS/search-joint-cost16/wall_times.jsonl" "$RESULTS/search-joint-halving/wall_times.jsonl" <<'PYEOF'
+import json, sys
+starts = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+copied = {"started": starts[0]["started"], "trials": round(sum(s.get("trials", 0.0) for s in starts), 1),
+          "copied_from": "search-joint-cost16"}
+with open(sys.argv[2], "a") as f:
+    f.write(json.dumps(copied) + "\n")
+PYEOF
   fi
   search "$RESULTS/search-joint-halving" autoaugment+soft tpe --rungs 1/16,1/4 \
     --reuse-confirmation "$RESULTS/search-joint-cost16" --reuse-confirmation "$RESULTS/search-joint"
@@ -134,8 +144,10 @@ table "${rows[@]}"
   --marker "claims-$DATASET"
 # Clean against robust validation accuracy of every policy the finished races confirmed
 # (experiments/race_frontier.py; validation only): is any ahead of AutoAugment on clean accuracy?
+# Then what each pipeline cost: wall time per stage, seeds per policy (experiments/pipeline_costs.py).
 frontier=()
 for name in search-joint search-joint-acc search-aa-soft search-joint-cost16 search-joint-halving random-search search-hard; do
   [ -e "$RESULTS/$name/confirm.csv" ] && frontier+=("$RESULTS/$name")
 done
 "$PY" experiments/race_frontier.py "${frontier[@]}" --doc experiments/RESULTS.md --marker "frontier-$DATASET"
+"$PY" experiments/pipeline_costs.py "${frontier[@]}" --doc experiments/RESULTS.md --marker "costs-$DATASET"

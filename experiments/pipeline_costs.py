@@ -1,0 +1,119 @@
+"""What each search pipeline cost (issue #24's evidence): wall seconds per stage summed over its
+starts, each stage's share, and the seeds its race gave each confirmed policy.
+
+Reads each search folder's wall_times.jsonl (one line per start; a line with "running": true is
+a start killed without notice, short by at most 30 s; a line with "copied_from" is a stage
+whose work was copied in from that folder, such as the halving search's trials) and its
+confirm.csv, and counts the race's runs trained in the folder against those copied from other
+searches (--reuse-confirmation: confirm/NAME-sSEED/reused_from.json). Wall seconds are as the
+starts measured them: starts on machines of different speeds, or beside other jobs, are not
+told apart here (the results document says where that happened). Never trains.
+
+    python experiments/pipeline_costs.py experiments/results/search_cifar10_race/search-joint ...
+    python experiments/pipeline_costs.py SEARCH... --doc experiments/RESULTS.md --marker costs-cifar10
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+from autosoft.errors import AutosoftError  # noqa: E402
+from experiments.table import write_between_markers  # noqa: E402
+
+STAGES = ("trials", "rungs", "confirmation")   # the order a search runs them
+
+
+def read_costs(folder: Path) -> dict:
+    """One finished search: {"stages": {stage: seconds}, "starts", "killed", "copied": {stage: from},
+    "runs": (trained, copied), "seeds": [(policy, kind, seeds, winner)]}."""
+    times_file, confirm_csv = folder / "wall_times.jsonl", folder / "confirm.csv"
+    if not times_file.is_file():
+        raise AutosoftError(f"{folder}: no wall_times.jsonl (not a search folder, or one from before it was written)")
+    if not confirm_csv.is_file():
+        raise AutosoftError(f"{folder}: no confirm.csv (its confirmation has not finished)")
+    stages, copied, starts, killed = {}, {}, 0, 0
+    for number, line in enumerate(times_file.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            start = json.loads(line)
+            seconds = {k: float(start[k]) for k in STAGES if k in start}
+        except (ValueError, TypeError) as e:
+            raise AutosoftError(f"{times_file}, line {number}: not a start's JSON object of stage seconds ({e})") from None
+        for stage, s in seconds.items():
+            stages[stage] = stages.get(stage, 0.0) + s
+            if start.get("copied_from"):
+                copied[stage] = start["copied_from"]
+        if not start.get("copied_from"):
+            starts += 1
+            killed += bool(start.get("running"))
+    rows = list(csv.DictReader(confirm_csv.open()))
+    if not rows or not {"policy", "kind", "seeds", "winner"} <= set(rows[0]):
+        raise AutosoftError(f"{confirm_csv}: expected the columns policy, kind, seeds, winner (a finished confirmation's)")
+    finished = [run for run in (folder / "confirm").glob("*-s*") if (run / "final.json").is_file()]
+    n_copied = sum((run / "reused_from.json").is_file() for run in finished)
+    seeds = [(r["policy"], r["kind"], int(r["seeds"]), r["winner"] == "True") for r in rows]
+    return {"stages": {k: stages[k] for k in STAGES if k in stages}, "starts": starts, "killed": killed,
+            "copied": copied, "runs": (len(finished) - n_copied, n_copied), "seeds": seeds}
+
+
+def _hours(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _seeds(costs: dict, kind: str) -> str:
+    """ "trial-3* 4, trial-9 2": each policy of that kind and its seeds, * the exported one."""
+    return ", ".join(f"{p}{'*' if w else ''} {n}" for p, k, n, w in costs["seeds"] if k == kind) or "-"
+
+
+def report(folders: list[Path]) -> str:
+    head = ["search", "starts", *(f"{s} s (share)" for s in STAGES), "total", "race runs: trained + copied",
+            "seeds per searched policy", "seeds per baseline"]
+    lines = ["Wall seconds per stage, summed over the search's starts (`wall_times.jsonl`), and the race's "
+             "seeds per policy (`confirm.csv`; * the exported policy):", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    notes = []
+    for folder in folders:
+        c = read_costs(folder)
+        total = sum(c["stages"].values())
+        cells = []
+        for stage in STAGES:
+            s = c["stages"].get(stage)
+            cells.append("-" if s is None else f"{s:,.0f} ({100 * s / total:.0f}%)" + ("†" if stage in c["copied"] else ""))
+            if stage in c["copied"]:
+                notes.append(f"† {folder.name}'s {stage}: copied in from {c['copied'][stage]} (that search's own)")
+        starts = f"{c['starts']}" + (f" ({c['killed']} killed)" if c["killed"] else "")
+        lines.append(f"| {folder.name} | {starts} | " + " | ".join(cells) + f" | {_hours(total)} | "
+                     f"{c['runs'][0]} + {c['runs'][1]} | {_seeds(c, 'searched')} | {_seeds(c, 'baseline')} |")
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("searches", nargs="+", type=Path, help="finished search folders")
+    ap.add_argument("--doc", metavar="FILE", help="also write the table into FILE between its markers")
+    ap.add_argument("--marker", default="costs", help="FILE's markers: <!-- MARKER:start --> ... <!-- MARKER:end -->")
+    args = ap.parse_args(argv)
+    try:
+        if args.doc and not Path(args.doc).is_file():
+            raise AutosoftError(f"--doc {args.doc}: no such file")
+        text = report(args.searches)
+        print(text)
+        if args.doc:
+            write_between_markers(Path(args.doc), text, args.marker)
+    except AutosoftError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
