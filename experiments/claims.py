@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from autosoft.errors import AutosoftError  # noqa: E402
-from experiments.table import write_between_markers  # noqa: E402
+from experiments.table import exit_status, publish  # noqa: E402
 
 OCCLUSION = "occlusion_acc@0.5"
 
@@ -98,29 +98,27 @@ def main(argv=None) -> int:
                     help="also write the report into FILE (experiments/RESULTS.md) between its markers")
     ap.add_argument("--marker", default="claims", help="FILE's markers: <!-- MARKER:start --> ... <!-- MARKER:end -->")
     args = ap.parse_args(argv)
-    try:
-        pairs = []
-        for item in args.pair:
-            soft, sep, hard = item.partition(":")
-            if not (sep and soft and hard):
-                raise AutosoftError(f"--pair {item!r}: expected SOFT:HARD, two row names of the table")
-            pairs.append((soft, hard))
-        if args.doc and not Path(args.doc).is_file():
-            raise AutosoftError(f"--doc {args.doc}: no such file")
-        results = Path(args.results)
-        if not results.is_dir():
-            raise AutosoftError(f"--results {results}: no such folder")
-        names = list(dict.fromkeys([args.baseline] + [n for p in pairs for n in p]))
-        text = report(load_rows(results, names, args.seeds), pairs, args.baseline)
-        command = "python experiments/claims.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        (results / "claims.md").write_text(f"{text}\n\nMade by `{command}`.\n")
-        print(text)
-        if args.doc:
-            write_between_markers(Path(args.doc), text, args.marker)
-    except AutosoftError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    command = "python experiments/claims.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    return exit_status(lambda: check_claims(args, command))
+
+
+def check_claims(args, command: str) -> None:
+    """The report on the table's finished runs, into claims.md, stdout and --doc."""
+    pairs = []
+    for item in args.pair:
+        soft, sep, hard = item.partition(":")
+        if not (sep and soft and hard):
+            raise AutosoftError(f"--pair {item!r}: expected SOFT:HARD, two row names of the table")
+        pairs.append((soft, hard))
+    if args.doc and not Path(args.doc).is_file():   # before claims.md is written
+        raise AutosoftError(f"--doc {args.doc}: no such file")
+    results = Path(args.results)
+    if not results.is_dir():
+        raise AutosoftError(f"--results {results}: no such folder")
+    names = list(dict.fromkeys([args.baseline] + [n for p in pairs for n in p]))
+    text = report(load_rows(results, names, args.seeds), pairs, args.baseline)
+    (results / "claims.md").write_text(f"{text}\n\nMade by `{command}`.\n")
+    publish(text, args.doc, args.marker)
 
 
 if __name__ == "__main__":

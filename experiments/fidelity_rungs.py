@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from autosoft.errors import AutosoftError  # noqa: E402
 from autosoft.search.proxy import PROXY_COST, rung_config as proxy_rung_config  # noqa: E402
 from autosoft.train import TrainConfig, open_train_split, train  # noqa: E402
+from experiments.table import exit_status  # noqa: E402
 
 DEFAULT_SHARES = (1 / 16, 1 / 8, PROXY_COST)
 
@@ -165,31 +166,31 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, help="default: experiments/results/fidelity_rungs/<folder>-<name>")
     ap.add_argument("--table-only", action="store_true", help="train nothing; the report from finished runs")
     args = ap.parse_args(argv)
-    try:
-        bad = [s for s in args.shares if not 0 < s <= 1]
-        if bad:
-            raise AutosoftError(f"--shares: {bad[0]:g} is not a share of the target's cost; expected numbers in (0, 1]")
-        if args.workers < 1:
-            raise AutosoftError(f"--workers: expected an integer >= 1, got {args.workers}")
-        study = read_search(args.search)
-        target = TrainConfig.from_dict(study["settings"]["target"])
-        n_train = len(open_train_split(target))   # missing data fails here, before anything is written
-        shares = sorted(set(args.shares))
-        configs = {share: rung_config(study["settings"], share, n_train) for share in shares}
-        search = args.search.resolve()
-        out = args.out or ROOT / "experiments/results/fidelity_rungs" / f"{search.parent.name}-{search.name}"
-        jobs = [(TrainConfig.from_dict({**configs[share].to_dict(), "seed": seed}), source,
-                 out / share_name(share) / f"{name}-s{seed}")
-                for seed in args.seeds for share in shares for name, source in study["policies"].items()]
-        out.mkdir(parents=True, exist_ok=True)
-        if not args.table_only:
-            run_missing(jobs, args.workers)
-        command = " ".join(["python experiments/fidelity_rungs.py", *(sys.argv[1:] if argv is None else argv)])
-        print(report(study, shares, args.seeds, out, n_train, command))
-    except AutosoftError as e:
-        print(f"fidelity_rungs: {e}", file=sys.stderr)
-        return 2
-    return 0
+    command = " ".join(["python experiments/fidelity_rungs.py", *(sys.argv[1:] if argv is None else argv)])
+    return exit_status(lambda: study_rungs(args, command), prefix="fidelity_rungs")
+
+
+def study_rungs(args, command: str) -> None:
+    """Train the missing runs (unless --table-only), then print the report."""
+    bad = [s for s in args.shares if not 0 < s <= 1]
+    if bad:
+        raise AutosoftError(f"--shares: {bad[0]:g} is not a share of the target's cost; expected numbers in (0, 1]")
+    if args.workers < 1:
+        raise AutosoftError(f"--workers: expected an integer >= 1, got {args.workers}")
+    study = read_search(args.search)
+    target = TrainConfig.from_dict(study["settings"]["target"])
+    n_train = len(open_train_split(target))   # missing data fails here, before anything is written
+    shares = sorted(set(args.shares))
+    configs = {share: rung_config(study["settings"], share, n_train) for share in shares}
+    search = args.search.resolve()
+    out = args.out or ROOT / "experiments/results/fidelity_rungs" / f"{search.parent.name}-{search.name}"
+    jobs = [(TrainConfig.from_dict({**configs[share].to_dict(), "seed": seed}), source,
+             out / share_name(share) / f"{name}-s{seed}")
+            for seed in args.seeds for share in shares for name, source in study["policies"].items()]
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.table_only:
+        run_missing(jobs, args.workers)
+    print(report(study, shares, args.seeds, out, n_train, command))
 
 
 if __name__ == "__main__":

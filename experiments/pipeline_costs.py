@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from autosoft.errors import AutosoftError  # noqa: E402
-from experiments.table import write_between_markers  # noqa: E402
+from experiments.table import exit_status, publish  # noqa: E402
 
 STAGES = ("trials", "rungs", "confirmation")   # the order a search runs them
 
@@ -102,17 +102,7 @@ def main(argv=None) -> int:
     ap.add_argument("--doc", metavar="FILE", help="also write the table into FILE between its markers")
     ap.add_argument("--marker", default="costs", help="FILE's markers: <!-- MARKER:start --> ... <!-- MARKER:end -->")
     args = ap.parse_args(argv)
-    try:
-        if args.doc and not Path(args.doc).is_file():
-            raise AutosoftError(f"--doc {args.doc}: no such file")
-        text = report(args.searches)
-        print(text)
-        if args.doc:
-            write_between_markers(Path(args.doc), text, args.marker)
-    except AutosoftError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(lambda: publish(report(args.searches), args.doc, args.marker))
 
 
 if __name__ == "__main__":

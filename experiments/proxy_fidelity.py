@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from autosoft.errors import AutosoftError  # noqa: E402
 from autosoft.policy import BUILTIN_POLICIES, load_policy  # noqa: E402
 from autosoft.train import TrainConfig, train  # noqa: E402
+from experiments.table import exit_status, write_between_markers  # noqa: E402
 
 JOINT_SPACE = "autoaugment+soft"
 N_RANDOM = 8
@@ -334,12 +335,7 @@ def main(argv=None) -> int:
     ap.add_argument("--doc", metavar="FILE", help="also write the summary table into FILE (experiments/RESULTS.md) "
                     "between its fidelity markers")
     args = ap.parse_args(argv)
-    try:
-        print(study(args))
-        return 0
-    except AutosoftError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return exit_status(lambda: print(study(args)))
 
 
 def study(args) -> str:
@@ -361,7 +357,6 @@ def study(args) -> str:
         run_all(policies, regs, args.seeds, set(args.only or ()), st.dropped)
     report = write_report(st, collect(policies, regs, args.seeds), regs, args.seeds)
     if args.doc:
-        from experiments.table import write_between_markers
         summary = report.split("\n\n")[0]  # the table of Spearman and cost per regime
         write_between_markers(Path(args.doc), summary, st.marker)
     return report

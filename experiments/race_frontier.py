@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from autosoft.errors import AutosoftError  # noqa: E402
 from autosoft.search.confirm import Candidate, finished_runs  # noqa: E402
 from autosoft.search.racing import Paired, paired  # noqa: E402
-from experiments.table import write_between_markers  # noqa: E402
+from experiments.table import exit_status, publish  # noqa: E402
 
 METRICS = (("val_acc", "clean"), ("val_occlusion_acc", "occl. 25%"), ("val_shift_acc", "shift 4px"),
            ("val_robust_acc", "robust"))
@@ -115,17 +115,7 @@ def main(argv=None) -> int:
     ap.add_argument("--doc", metavar="FILE", help="also write the table into FILE between its markers")
     ap.add_argument("--marker", default="frontier", help="FILE's markers: <!-- MARKER:start --> ... <!-- MARKER:end -->")
     args = ap.parse_args(argv)
-    try:
-        if args.doc and not Path(args.doc).is_file():
-            raise AutosoftError(f"--doc {args.doc}: no such file")
-        text = report(args.searches, args.reference)
-        print(text)
-        if args.doc:
-            write_between_markers(Path(args.doc), text, args.marker)
-    except AutosoftError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(lambda: publish(report(args.searches, args.reference), args.doc, args.marker))
 
 
 if __name__ == "__main__":

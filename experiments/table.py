@@ -155,6 +155,8 @@ def write_table(rows: dict[str, list[dict]], results: Path, config: TrainConfig)
 
 def write_between_markers(path: Path, table: str, marker: str = "table") -> None:
     """Replace what stands between the lines <!-- MARKER:start --> and <!-- MARKER:end --> of `path` with `table`."""
+    if not path.is_file():
+        raise AutosoftError(f"{path}: no such file (the document to write between its {marker} markers)")
     text = path.read_text()
     start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
@@ -162,6 +164,27 @@ def write_between_markers(path: Path, table: str, marker: str = "table") -> None
     head, rest = text.split(start)
     _, tail = rest.split(end)
     path.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+
+
+def publish(text: str, doc: str | None, marker: str) -> None:
+    """A report script's output: `text` on stdout and, with --doc FILE, between FILE's markers
+    (FILE checked first, so a bad --doc prints nothing)."""
+    if doc and not Path(doc).is_file():
+        raise AutosoftError(f"--doc {doc}: no such file")
+    print(text)
+    if doc:
+        write_between_markers(Path(doc), text, marker)
+
+
+def exit_status(body, prefix: str = "error") -> int:
+    """Run a script's main body: 0, or 2 with its AutosoftError as one line on stderr (bad input
+    a user can fix, as the CLI reports it; anything else is a bug and keeps its traceback)."""
+    try:
+        body()
+    except AutosoftError as e:
+        print(f"{prefix}: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def plot(rows: dict[str, list[dict]], results: Path, on_test: bool = True) -> None:
@@ -203,28 +226,32 @@ def main(argv=None) -> int:
                          "(design studies; the test split is not loaded)")
     ap.add_argument("--dev-size", type=int, default=DEV_SIZE, help=f"dev split images (default {DEV_SIZE})")
     args = ap.parse_args(argv)
+    return exit_status(lambda: make_table(args))
+
+
+def make_table(args) -> None:
+    """Train what is missing (unless --table-only), then write, print and plot the table."""
+    if args.doc and not Path(args.doc).is_file():   # before hours of training, not after
+        raise AutosoftError(f"--doc {args.doc}: no such file")
     try:
-        config = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
-        if args.data_dir:
-            config.data_dir = args.data_dir
-        if args.split == "dev":
-            config = dev_split_config(config, args.dev_size)
-        policies = parse_policies(args.policy)
-        results = Path(args.results)
-        results.mkdir(parents=True, exist_ok=True)
-        if not args.table_only:
-            collect(policies, args.seeds, results, config)  # a finished run of another policy or split: fail now
-            run_all(config, policies, args.seeds, results)
-        rows = collect(policies, args.seeds, results, config)
-        table = write_table(rows, results, config)
-        print(table)
-        plot(rows, results, on_test=config.eval_test)
-        if args.doc:
-            write_between_markers(Path(args.doc), table, args.marker)
-    except AutosoftError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        raw = json.loads(Path(args.config).read_text())
+    except (OSError, ValueError) as e:
+        raise AutosoftError(f"--config {args.config}: cannot read a JSON train config ({e})") from None
+    config = TrainConfig.from_dict(raw)
+    if args.data_dir:
+        config.data_dir = args.data_dir
+    if args.split == "dev":
+        config = dev_split_config(config, args.dev_size)
+    policies = parse_policies(args.policy)
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    if not args.table_only:
+        collect(policies, args.seeds, results, config)  # a finished run of another policy or split: fail now
+        run_all(config, policies, args.seeds, results)
+    rows = collect(policies, args.seeds, results, config)
+    table = write_table(rows, results, config)
+    publish(table, args.doc, args.marker)
+    plot(rows, results, on_test=config.eval_test)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,24 @@ def test_a_table_replaces_what_stands_between_its_markers_and_nothing_else(tmp_p
     doc.write_text("<!-- t:start -->\n<!-- t:end -->\n<!-- t:start -->\n<!-- t:end -->\n")
     with pytest.raises(AutosoftError, match="expected one <!-- t:start --> line followed by one <!-- t:end --> line"):
         table.write_between_markers(doc, "x", "t")
+    with pytest.raises(AutosoftError, match="none.md: no such file"):
+        table.write_between_markers(tmp_path / "none.md", "x", "t")
+
+
+def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys):
+    results = tmp_path / "results"
+    config = tmp_path / "c.json"
+    config.write_text('{"dataset": "cifar10", "epochs": ')          # cut short
+    for args, message in [(["--config", str(tmp_path / "none.json")], "none.json: cannot read a JSON train config"),
+                          (["--config", str(config)], "c.json: cannot read a JSON train config")]:
+        assert table.main([*args, "--results", str(results), "--policy", "baseline", "--table-only"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert not results.exists()   # nothing was written
+    # the --doc check comes first, before the config is read
+    assert table.main(["--config", str(config), "--results", str(results), "--policy", "baseline",
+                       "--doc", str(tmp_path / "none.md")]) == 2
+    assert "none.md: no such file" in capsys.readouterr().err
 
 
 def test_results_md_has_every_marker_the_scripts_write_and_the_readme_none():
@@ -53,16 +71,19 @@ def test_results_md_has_every_marker_the_scripts_write_and_the_readme_none():
     their tables into experiments/RESULTS.md; the README is a user's page and carries no results block."""
     import proxy_fidelity
 
-    markers = ["table", "table-cifar100", "claims-cifar10", "claims-cifar100"] + \
+    markers = ["table", "table-cifar100", "claims-cifar10", "claims-cifar100", "frontier-cifar10", "costs-cifar10"] + \
         [st.marker for st in proxy_fidelity.STUDIES.values()]
     results = (ROOT / "experiments" / "RESULTS.md").read_text()
     for marker in markers:
         start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
         assert results.count(start) == 1 and results.count(end) == 1, marker
         block = results.split(start)[1].split(end)[0]
-        assert block.strip().startswith("| ") and block.count("\n|") >= 3, f"{marker}: an empty table"
+        assert ("\n" + block).count("\n| ") >= 3, f"{marker}: an empty table"   # header, rule and a row
+    for marker in ("frontier-cifar100", "costs-cifar100"):   # written once CIFAR-100's races finish
+        assert results.count(f"<!-- {marker}:start -->") == 1 and results.count(f"<!-- {marker}:end -->") == 1, marker
     evidence = (ROOT / "experiments" / "search_evidence.sh").read_text()
-    assert evidence.count("--doc experiments/RESULTS.md") == 2 and "README.md" not in evidence
+    # table, claims, frontier and costs, each into its DATASET's markers
+    assert evidence.count("--doc experiments/RESULTS.md") == 4 and "README.md" not in evidence
     for script, marker in (("search_cifar10.sh", "table"), ("search_cifar100.sh", "table-cifar100")):
         # the MARKER argument, right after the SEEDS one ("0 1 2")
         assert re.search(rf'"[0-9 ]+" {marker}( |$)', (ROOT / "experiments" / script).read_text(), re.M), script
