@@ -56,11 +56,12 @@ def make_live_view(searcher, *, budget: int, metric: str, mode: str, live: bool)
             self.start = time.time()
             self.last = None
 
-        def _show(self, trials, ended=None, note: str = "") -> None:
+        def _show(self, trials, ended=None, note: str = "", started=None) -> None:
             if not live:
                 return
             c = state_counts(searcher.study)
-            running = sum(t.status == "RUNNING" and t is not ended for t in trials)
+            # ray 2.60.0 calls on_trial_start before it marks the trial RUNNING
+            running = sum((t.status == "RUNNING" or t is started) and t is not ended for t in trials)
             best = best_trial(complete_trials(searcher.study), mode)
             best = f"best {metric} {best.values[0]:.4f} (trial {best.number})" if best else "best -"
             line = (f"{sum(c.values())}/{budget} done ({c['stopped']} stopped early, "
@@ -75,7 +76,7 @@ def make_live_view(searcher, *, budget: int, metric: str, mode: str, live: bool)
             print(("\r\033[K" + text) if tty else text, end="" if tty else "\n", flush=True)
 
         def on_trial_start(self, iteration, trials, trial, **info):
-            self._show(trials)
+            self._show(trials, started=trial)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self._show(trials, trial)
