@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from autosoft.errors import AutosoftError  # noqa: E402
-from experiments.table import exit_status, publish  # noqa: E402
+from experiments.table import check_doc, exit_status, publish  # noqa: E402
 
 OCCLUSION = "occlusion_acc@0.5"
 
@@ -110,8 +110,7 @@ def check_claims(args, command: str) -> None:
         if not (sep and soft and hard):
             raise AutosoftError(f"--pair {item!r}: expected SOFT:HARD, two row names of the table")
         pairs.append((soft, hard))
-    if args.doc and not Path(args.doc).is_file():   # before claims.md is written
-        raise AutosoftError(f"--doc {args.doc}: no such file")
+    check_doc(args.doc)   # before claims.md is written
     results = Path(args.results)
     if not results.is_dir():
         raise AutosoftError(f"--results {results}: no such folder")

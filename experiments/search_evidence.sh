@@ -21,7 +21,7 @@
 #   searched-hard-best  the same space minus the soft-target part (autoaugment), TPE
 # beside none, baseline, autoaugment-cifar10, randaugment, trivialaugment, softaug and
 # softcrop-hard (softaug's aggressive crop with hard labels: the control the seed paper's
-# claims are measured against), then the seed paper's claims on that table (experiments/claims.py)
+# claims are measured against), then the seed paper's claims on that table (experiments/claims.py),
 # the clean-against-robust frontier of the races' confirmed policies (experiments/race_frontier.py)
 # and each pipeline's wall time per stage and seeds per policy (experiments/pipeline_costs.py).
 # A search's row is its best searched policy after confirmation (best_searched.json): the

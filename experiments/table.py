@@ -166,11 +166,16 @@ def write_between_markers(path: Path, table: str, marker: str = "table") -> None
     path.write_text(f"{head}{start}\n{table}\n{end}{tail}")
 
 
+def check_doc(doc: str | None) -> None:
+    """--doc FILE must exist: checked before a script writes or trains anything."""
+    if doc and not Path(doc).is_file():
+        raise AutosoftError(f"--doc {doc}: no such file")
+
+
 def publish(text: str, doc: str | None, marker: str) -> None:
     """A report script's output: `text` on stdout and, with --doc FILE, between FILE's markers
     (FILE checked first, so a bad --doc prints nothing)."""
-    if doc and not Path(doc).is_file():
-        raise AutosoftError(f"--doc {doc}: no such file")
+    check_doc(doc)
     print(text)
     if doc:
         write_between_markers(Path(doc), text, marker)
@@ -231,8 +236,7 @@ def main(argv=None) -> int:
 
 def make_table(args) -> None:
     """Train what is missing (unless --table-only), then write, print and plot the table."""
-    if args.doc and not Path(args.doc).is_file():   # before hours of training, not after
-        raise AutosoftError(f"--doc {args.doc}: no such file")
+    check_doc(args.doc)   # before hours of training, not after
     try:
         raw = json.loads(Path(args.config).read_text())
     except (OSError, ValueError) as e:
