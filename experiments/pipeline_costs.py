@@ -2,7 +2,8 @@
 starts, each stage's share, and the seeds its race gave each confirmed policy.
 
 Reads each search folder's wall_times.jsonl (one line per start; a line with "running": true is
-a start killed without notice, short by at most 30 s; a line with "copied_from" is a stage
+a start killed without notice, short by at most 30 s, unless the search is still running, which
+is refused; a line with "copied_from" is a stage
 whose work was copied in from that folder, such as the halving search's trials) and its
 confirm.csv, and counts the race's runs trained in the folder against those copied from other
 searches (--reuse-confirmation: confirm/NAME-sSEED/reused_from.json). Wall seconds are as the
@@ -17,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime as _dt
 import json
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +41,7 @@ def read_costs(folder: Path) -> dict:
         raise AutosoftError(f"{folder}: no wall_times.jsonl (not a search folder, or one from before it was written)")
     if not confirm_csv.is_file():
         raise AutosoftError(f"{folder}: no confirm.csv (its confirmation has not finished)")
-    stages, copied, starts, killed = {}, {}, 0, 0
+    stages, copied, starts, killed, start = {}, {}, 0, 0, {}
     for number, line in enumerate(times_file.read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -54,6 +57,9 @@ def read_costs(folder: Path) -> dict:
         if not start.get("copied_from"):
             starts += 1
             killed += bool(start.get("running"))
+    if start.get("running") and _running_now(start):
+        raise AutosoftError(f"{folder}: a search is running there (the last line of {times_file.name} is "
+                            "that start's, up to now); run this once it has ended")
     rows = list(csv.DictReader(confirm_csv.open()))
     if not rows or not {"policy", "kind", "seeds", "winner"} <= set(rows[0]):
         raise AutosoftError(f"{confirm_csv}: expected the columns policy, kind, seeds, winner (a finished confirmation's)")
@@ -62,6 +68,19 @@ def read_costs(folder: Path) -> dict:
     seeds = [(r["policy"], r["kind"], int(r["seeds"]), r["winner"] == "True") for r in rows]
     return {"stages": {k: stages[k] for k in STAGES if k in stages}, "starts": starts, "killed": killed,
             "copied": copied, "runs": (len(finished) - n_copied, n_copied), "seeds": seeds}
+
+
+def _running_now(start: dict) -> bool:
+    """A start marked running whose line was written in the last 5 minutes is running, not killed:
+    the running start rewrites it every 30 s (autosoft.search.run.StageTimes), and its start time
+    plus its stage seconds is at most that write's time (the line's own clock, so that a copied
+    or freshly cloned file reads the same; abs() keeps a machine in another time zone from
+    reading an old kill as a start in the future)."""
+    try:
+        written = _dt.datetime.fromisoformat(start["started"]).timestamp() + sum(start.get(k, 0.0) for k in STAGES)
+    except (KeyError, TypeError, ValueError):
+        return False   # no readable start time: counted as the killed start it most likely is
+    return abs(time.time() - written) < 300
 
 
 def _hours(seconds: float) -> str:

@@ -1,5 +1,6 @@
 """experiments/pipeline_costs.py: made-up search folders with known stage times, seeds and copied runs."""
 
+import datetime
 import json
 import subprocess
 import sys
@@ -69,7 +70,11 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     (no_csv / "wall_times.jsonl").write_text('{"trials": 1}\n')
     bad_csv = _search(tmp_path / "bad-csv", [{"trials": 1.0}], {}, winner="")
     bad_csv.joinpath("confirm.csv").write_text("policy,score\ntrial-1,0.5\n")
+    ten_s_ago = (datetime.datetime.now() - datetime.timedelta(seconds=10)).isoformat(timespec="seconds")
+    running = _search(tmp_path / "running", [{"started": ten_s_ago, "trials": 10.0, "running": True}],  # now
+                      {"trial-1": ("searched", 1)}, winner="trial-1")
     for args, message in [((tmp_path / "none",), "no wall_times.jsonl"),
+                          ((running,), "a search is running there"),
                           ((no_csv,), "no confirm.csv"),
                           ((bad_line,), "line 1: not a start's JSON object"),
                           ((bad_csv,), "expected the columns policy, kind, seeds, winner"),
