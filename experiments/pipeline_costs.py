@@ -3,8 +3,8 @@ starts, each stage's share, and the seeds its race gave each confirmed policy.
 
 Reads each search folder's wall_times.jsonl (one line per start; a line with "running": true is
 a start killed without notice, short by at most 30 s, unless the search is still running, which
-is refused; a line with "copied_from" is a stage
-whose work was copied in from that folder, such as the halving search's trials) and its
+is refused; a line with "copied_from" is a stage whose work was copied in from that folder,
+such as the halving search's trials) and its
 confirm.csv, and counts the race's runs trained in the folder against those copied from other
 searches (--reuse-confirmation: confirm/NAME-sSEED/reused_from.json). Wall seconds are as the
 starts measured them: starts on machines of different speeds, or beside other jobs, are not
