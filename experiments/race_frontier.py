@@ -14,6 +14,11 @@ loaded. The bar of issue #24 asks for a test top-1 lead over AutoAugment; the ra
 test edges were smaller than their validation edges (experiments/RESULTS.md), so a policy that
 is not clearly ahead here is not a candidate to beat it.
 
+Beside the race's clean difference stands the one the proxy measured, the score that put the
+policy in the race (one seed each, the policy's trial minus the reference's: trials.csv, or
+for a successive-halving search the runs of its last rung, rungs/cost-C/): how much of a searched
+policy's proxy edge survives confirmation, against the baselines', which no selection picked.
+
     python experiments/race_frontier.py experiments/results/search_cifar10_race/search-joint ...
     python experiments/race_frontier.py SEARCH... --reference autoaugment-cifar10 --doc experiments/RESULTS.md --marker frontier-cifar10
 """
@@ -67,6 +72,22 @@ def read_race(folder: Path) -> tuple[dict, dict[str, dict[str, dict[int, float]]
     return confirmation["config"], scores, {r["policy"]: r["kind"] for r in rows}, winner
 
 
+def proxy_clean(folder: Path) -> dict[str, float]:
+    """Each policy's clean validation accuracy on the proxy that put it in the race (one seed):
+    its trial's row of trials.csv, or its run at the last rung of a halving search (which retrained
+    the best trials and the baselines at a larger share of the images). {} without trials.csv."""
+    out = {}
+    if (folder / "trials.csv").is_file():
+        for row in csv.DictReader((folder / "trials.csv").open()):
+            if row.get("state") == "complete" and row.get("val_acc"):
+                name = f"trial-{row['number']}" if row["policy"] == "searched" else row["policy"]
+                out[name] = float(row["val_acc"])
+    rungs = sorted((folder / "rungs").glob("cost-*"), key=lambda d: float(d.name[len("cost-"):]))
+    for final in (rungs[-1].glob("*-s*/final.json") if rungs else ()):
+        out[final.parent.name.rsplit("-s", 1)[0]] = json.loads(final.read_text())["val_acc"]
+    return out
+
+
 def _points(d: Paired) -> str:
     if d.mean is None:
         return "-"
@@ -79,6 +100,7 @@ def report(folders: list[Path], reference: str) -> str:
     rows, baselines, first = [], {}, None
     for folder in folders:
         config, scores, kinds, winner = read_race(folder)
+        proxy = proxy_clean(folder)
         if first is not None and config != first:
             raise AutosoftError(f"{folder}: its confirmation ran another config than {folders[0]}'s "
                                 "(another target or split): its policies' scores are not comparable with theirs")
@@ -89,22 +111,31 @@ def report(folders: list[Path], reference: str) -> str:
         ref = scores[reference]
         for name, by_metric in scores.items():
             diffs = [paired(by_metric[m], ref[m]) for m, _ in METRICS]
+            edge = proxy[name] - proxy[reference] if name in proxy and reference in proxy else None
             if kinds[name] != "baseline":
-                rows.append((folder.name, name + (" (exported)" if name == winner else ""), diffs))
-            elif name != reference and (name not in baselines or diffs[0].seeds > baselines[name][1][0].seeds):
-                baselines[name] = (folder.name, diffs)
-    rows += [(f"baselines ({race})", name, diffs) for name, (race, diffs) in baselines.items()]
-    head = ["race", "policy", "seeds"] + [label for _, label in METRICS]
+                rows.append((folder.name, name + (" (exported)" if name == winner else ""), edge, diffs))
+            elif name != reference and (name not in baselines or diffs[0].seeds > baselines[name][2][0].seeds):
+                baselines[name] = (folder.name, edge, diffs)
+    searched = len(rows)
+    rows += [(f"baselines ({race})", name, edge, diffs) for name, (race, edge, diffs) in baselines.items()]
+    head = ["race", "policy", "seeds", "proxy clean"] + [label for _, label in METRICS]
     lines = [f"Validation accuracy minus {reference}'s, points, paired by seed (mean ± s.e.):", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ahead = []
-    for race, name, diffs in rows:
-        lines.append(f"| {race} | {name} | {diffs[0].seeds} | " + " | ".join(map(_points, diffs)) + " |")
+    for race, name, edge, diffs in rows:
+        proxy_cell = "-" if edge is None else f"{100 * edge:+.2f}"
+        lines.append(f"| {race} | {name} | {diffs[0].seeds} | {proxy_cell} | " + " | ".join(map(_points, diffs)) + " |")
         clean, occl = diffs[0], diffs[1]
         if clean.se is not None and clean.mean > 2 * clean.se and occl.mean >= 0:
             ahead.append(f"{race}/{name}")
     lines += ["", f"Ahead of {reference} on clean accuracy by more than 2 paired s.e., with occlusion at or "
                   f"above its: {', '.join(ahead) if ahead else 'none'}."]
+    for label, group in (("searched", rows[:searched]), ("baseline", rows[searched:])):
+        both = [(edge, diffs[0].mean) for _, _, edge, diffs in group if edge is not None and diffs[0].mean is not None]
+        if both:
+            lines.append(f"Clean accuracy minus {reference}'s, mean over the {len(both)} {label} rows with a proxy "
+                         f"score: {100 * sum(e for e, _ in both) / len(both):+.2f} on the proxy, "
+                         f"{100 * sum(c for _, c in both) / len(both):+.2f} in the race.")
     return "\n".join(lines)
 
 

@@ -45,19 +45,34 @@ def test_paired_differences_and_the_policy_ahead_on_both(tmp_path):
         REF: [(0.765, 0.53, 0.70, 0.69), (0.78, 0.54, 0.71, 0.70), (0.76, 0.50, 0.70, 0.67)],
         "trial-7": [(0.775, 0.60, 0.70, 0.70), (0.775, 0.60, 0.70, 0.70), (0.775, 0.60, 0.70, 0.70)]},
         winner="trial-7", kinds=baselines)
+    # the proxy scores that put them in the race: race a's trials (trials.csv; a failed trial has
+    # no score), race b a halving search whose last rung (cost 0.25, not 0.0625) retrained them
+    a.joinpath("trials.csv").write_text(
+        "number,state,policy,val_acc\n5,complete,baseline,0.50\n6,complete,autoaugment-cifar10,0.52\n"
+        "2,complete,searched,0.56\n3,fail,searched,\n4,complete,searched,0.55\n1,complete,searched,0.57\n")
+    for cost, scores in (("0.0625", {REF: 0.40, "trial-7": 0.60}), ("0.25", {REF: 0.60, "trial-7": 0.61})):
+        for name, clean in scores.items():
+            run = b / "rungs" / f"cost-{cost}" / f"{name}-s0"
+            run.mkdir(parents=True)
+            run.joinpath("final.json").write_text(json.dumps({"val_acc": clean}))
     doc = tmp_path / "RESULTS.md"
     doc.write_text("intro\n<!-- frontier:start -->\nold\n<!-- frontier:end -->\nrest\n")
     r = _run(a, b, "--doc", doc)
     assert r.returncode == 0, r.stderr
     rows = {line.split(" | ")[1]: line for line in r.stdout.splitlines() if line.startswith("| search-")
             or line.startswith("| baselines")}
-    assert rows["trial-1 (exported)"] == "| search-a | trial-1 (exported) | 2 | +2.00 ± 0.00 | +2.00 ± 0.00 | +0.00 ± 0.00 | +1.00 ± 0.00 |"
-    assert rows["trial-2"] == "| search-a | trial-2 | 1 | -1.00 | +10.00 | -1.00 | +2.00 |"  # one seed: no s.e.
+    assert rows["trial-1 (exported)"] == ("| search-a | trial-1 (exported) | 2 | +5.00 | +2.00 ± 0.00 | +2.00 ± 0.00 "
+                                          "| +0.00 ± 0.00 | +1.00 ± 0.00 |")
+    assert rows["trial-2"] == "| search-a | trial-2 | 1 | +4.00 | -1.00 | +10.00 | -1.00 | +2.00 |"  # one seed: no s.e.
     # clean diffs +1.0, -0.5, +1.5: mean +0.67, s.e. 1.04 / sqrt(3) = 0.60, not 2 s.e. ahead
-    assert rows["trial-7 (exported)"].startswith("| search-b | trial-7 (exported) | 3 | +0.67 ± 0.60 |")
-    assert rows["baseline"].startswith("| baselines (search-a) | baseline | 2 | -3.00 ± 1.00 |")
+    assert rows["trial-7 (exported)"].startswith("| search-b | trial-7 (exported) | 3 | +1.00 | +0.67 ± 0.60 |")
+    assert rows["baseline"].startswith("| baselines (search-a) | baseline | 2 | -2.00 | -3.00 ± 1.00 |")
     assert REF not in rows
-    assert r.stdout.rstrip().endswith("with occlusion at or above its: search-a/trial-1 (exported).")
+    lines = r.stdout.rstrip().splitlines()
+    assert lines[-3].endswith("with occlusion at or above its: search-a/trial-1 (exported).")
+    # searched: proxy (+5 +4 +1) / 3, race (+2 -1 +0.67) / 3; the baseline: -2 and -3
+    assert lines[-2].endswith("mean over the 3 searched rows with a proxy score: +3.33 on the proxy, +0.56 in the race.")
+    assert lines[-1].endswith("mean over the 1 baseline rows with a proxy score: -2.00 on the proxy, -3.00 in the race.")
     text = doc.read_text()
     assert text.startswith("intro\n<!-- frontier:start -->\nValidation accuracy minus") and "\nold\n" not in text
 
