@@ -350,8 +350,10 @@ def last_wall_times(search: Path, started: float) -> dict:
         return {}
     row = rows[-1]
     when = dt.datetime.fromisoformat(row["started"]).timestamp()
-    # "running": that start was killed before it ended (its times are then up to 30 s short)
-    return {k: v for k, v in row.items() if k not in ("started", "running")} if when >= int(started) - 1 else {}
+    # "running": that start was killed before it ended (its times are then up to 30 s short);
+    # "host" and "pid" name the process of that start
+    return ({k: v for k, v in row.items() if k not in ("started", "running", "host", "pid")}
+            if when >= int(started) - 1 else {})
 
 
 def search_stage(out: Path, args, starts: list) -> int:

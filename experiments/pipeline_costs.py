@@ -20,6 +20,8 @@ import argparse
 import csv
 import datetime as _dt
 import json
+import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -75,12 +77,25 @@ def _running_now(start: dict) -> bool:
     the running start rewrites it every 30 s (autosoft.search.run.StageTimes), and its start time
     plus its stage seconds is at most that write's time (the line's own clock, so that a copied
     or freshly cloned file reads the same; abs() keeps a machine in another time zone from
-    reading an old kill as a start in the future)."""
+    reading an old kill as a start in the future). On the host the line names, a start whose
+    process has gone was killed, however recent its line (the clock alone would call it running)."""
+    if start.get("host") == socket.gethostname() and isinstance(start.get("pid"), int) and not _alive(start["pid"]):
+        return False
     try:
         written = _dt.datetime.fromisoformat(start["started"]).timestamp() + sum(start.get(k, 0.0) for k in STAGES)
     except (KeyError, TypeError, ValueError):
         return False   # no readable start time: counted as the killed start it most likely is
     return abs(time.time() - written) < 300
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)   # signal 0: asks only whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True       # it exists, another user's
+    return True
 
 
 def _hours(seconds: float) -> str:

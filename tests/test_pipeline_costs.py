@@ -2,6 +2,8 @@
 
 import datetime
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +61,26 @@ def test_stage_sums_shares_seeds_and_copied_work(tmp_path):
     assert r.stdout.rstrip().endswith("† search-b's trials: copied in from search-a (that search's own)")
     text = doc.read_text()
     assert text.startswith("intro\n<!-- costs:start -->\nWall seconds per stage") and "\nold\n" not in text
+
+
+def test_a_recent_running_line_is_told_by_its_process_on_its_host(tmp_path):
+    """A start marked running, its line seconds old: if the line names this host and a process
+    that has gone, the start was killed (counted); if the process is alive, it is running (refused)."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    now = datetime.datetime.now().isoformat(timespec="seconds")
+    line = {"started": now, "trials": 1.0, "running": True, "host": socket.gethostname()}
+    killed = _search(tmp_path / "killed", [{**line, "pid": int(gone.stdout)}], {"trial-1": ("searched", 1)},
+                     winner="trial-1")
+    r = _run(killed)
+    assert r.returncode == 0 and "| killed | 1 (1 killed) |" in r.stdout, r.stderr
+    running = _search(tmp_path / "running", [{**line, "pid": os.getpid()}], {"trial-1": ("searched", 1)},
+                      winner="trial-1")
+    r = _run(running)
+    assert r.returncode == 2 and "a search is running there" in r.stderr, r.stdout
+    # the same process on another host: only its line's clock can tell, and it says running
+    elsewhere = _search(tmp_path / "elsewhere", [{**line, "host": "not-" + socket.gethostname(), "pid": int(gone.stdout)}],
+                        {"trial-1": ("searched", 1)}, winner="trial-1")
+    assert _run(elsewhere).returncode == 2
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):

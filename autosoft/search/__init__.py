@@ -44,7 +44,8 @@ Output folder:
     rungs.csv, rungs/COST/NAME-sSEED/   with --rungs: each promoted policy's score per rung, and the rung runs
     search_history.png  score per trial and best so far
     wall_times.jsonl    wall seconds of each stage (trials, confirmation), one line per start, kept
-                        current while it runs ("running": true on a start killed before it ended)
+                        current while it runs ("running": true on a start killed before it ended),
+                        with the host and pid of the start
     pareto_front.png, pareto/   with two objectives: the front and its policies
     ray/run-N/          Ray Tune's logs of each start
 """

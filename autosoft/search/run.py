@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -59,7 +61,9 @@ class StageTimes:
     The line is rewritten every `every` seconds while a stage runs, with "running": true, and
     for the last time when the start ends (without it): a start killed without notice (SIGKILL,
     the end of a session, a power cut) still leaves its time, short by at most `every` seconds,
-    and its line says it did not end. Lines of earlier starts are kept as they are.
+    and its line says it did not end. The line names the host and process id of its start, so a
+    reader on that host can tell a start still running from one killed a moment ago. Lines of
+    earlier starts are kept as they are.
     """
 
     def __init__(self, path: Path, every: float = 30.0):
@@ -109,7 +113,8 @@ class StageTimes:
 
     def _write(self, *, running: bool) -> None:
         line = {"started": _dt.datetime.fromtimestamp(self.started).isoformat(timespec="seconds"),
-                **self.seconds(), **({"running": True} if running else {})}
+                **self.seconds(), **({"running": True} if running else {}),
+                "host": socket.gethostname(), "pid": os.getpid()}
         with self._lock:  # the ticker and the main thread: one writer at a time
             if self._keep is None:
                 self._keep = self.path.read_text().splitlines(keepends=True) if self.path.exists() else []

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -212,6 +213,7 @@ def test_stage_times_survive_a_kill_and_keep_earlier_starts(tmp_path):
     assert kept == earlier  # an earlier start's line, as it was
     killed = json.loads(killed)
     assert killed["running"] is True and 1.2 <= killed["trials"] <= 2.5  # at most `every` (and a start) short
+    assert killed["host"] == socket.gethostname() and killed["pid"] == proc.pid  # whose start it was
 
     # A start that ends: each stage's time (also one that raised), no "running", nothing else touched.
     clock = StageTimes(path, every=0.05)
@@ -224,7 +226,7 @@ def test_stage_times_survive_a_kill_and_keep_earlier_starts(tmp_path):
     lines = path.read_text().splitlines()
     assert len(lines) == 3 and json.loads(lines[1]) == killed
     last = json.loads(lines[2])
-    assert set(last) == {"started", "trials", "confirmation"}
+    assert set(last) == {"started", "trials", "confirmation", "host", "pid"}
     assert all(last[k] == round(v, 1) for k, v in clock.times.items())
     assert 0.3 <= last["trials"] < 0.6 and 0.2 <= last["confirmation"] < 0.5
     # A start in which no stage ran (a finished search resumed) writes nothing.
@@ -323,7 +325,8 @@ def test_pipeline_confirms_exports_the_winner_and_resumes(cluster, small_cifar10
         assert "beats the best baseline" in result.verdict and policy.name == best_searched.name
     assert result.verdict == conf["verdict"] and len(result.confirmation) == 3
     assert set(result.stage_times_s) == {"trials", "confirmation"}
-    assert set(json.loads((out / "wall_times.jsonl").read_text())) == {"started", "trials", "confirmation"}
+    times = json.loads((out / "wall_times.jsonl").read_text())
+    assert set(times) == {"started", "trials", "confirmation", "host", "pid"} and times["pid"] == os.getpid()
 
     # Resumed from the command line with more seeds and one more trial: the finished runs are
     # kept, the default baselines this search lacked are added (the first runs as the new trial,
