@@ -74,17 +74,19 @@ def read_race(folder: Path) -> tuple[dict, dict[str, dict[str, dict[int, float]]
 
 def proxy_clean(folder: Path) -> dict[str, float]:
     """Each policy's clean validation accuracy on the proxy that put it in the race (one seed):
-    its trial's row of trials.csv, or its run at the last rung of a halving search (which retrained
-    the best trials and the baselines at a larger share of the images). {} without trials.csv."""
+    its trial's row of trials.csv, or, for a halving search, its run at the last rung (which
+    retrained the best trials and the baselines at a larger share of the images; only that rung
+    is read, so that no difference mixes two shares). {} without either."""
+    rungs = sorted((folder / "rungs").glob("cost-*"), key=lambda d: float(d.name[len("cost-"):]))
+    if rungs:
+        return {final.parent.name.rsplit("-s", 1)[0]: json.loads(final.read_text())["val_acc"]
+                for final in rungs[-1].glob("*-s*/final.json")}
     out = {}
     if (folder / "trials.csv").is_file():
         for row in csv.DictReader((folder / "trials.csv").open()):
             if row.get("state") == "complete" and row.get("val_acc"):
                 name = f"trial-{row['number']}" if row["policy"] == "searched" else row["policy"]
                 out[name] = float(row["val_acc"])
-    rungs = sorted((folder / "rungs").glob("cost-*"), key=lambda d: float(d.name[len("cost-"):]))
-    for final in (rungs[-1].glob("*-s*/final.json") if rungs else ()):
-        out[final.parent.name.rsplit("-s", 1)[0]] = json.loads(final.read_text())["val_acc"]
     return out
 
 
