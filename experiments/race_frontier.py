@@ -37,15 +37,18 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from autosoft.errors import AutosoftError  # noqa: E402
 from autosoft.search.confirm import Candidate, finished_runs  # noqa: E402
 from autosoft.search.racing import Paired, paired  # noqa: E402
+from autosoft.search.record import candidate_name  # noqa: E402
+from autosoft.search.rungs import cost_folder  # noqa: E402
 from experiments.table import exit_status, publish  # noqa: E402
 
 METRICS = (("val_acc", "clean"), ("val_occlusion_acc", "occl. 25%"), ("val_shift_acc", "shift 4px"),
            ("val_robust_acc", "robust"))
 
 
-def read_race(folder: Path) -> tuple[dict, dict[str, dict[str, dict[int, float]]], dict[str, str], str]:
+def read_race(folder: Path) -> tuple[dict, dict[str, dict[str, dict[int, float]]], dict[str, str], str,
+                                     dict[str, float]]:
     """A finished race: its confirmation config, {policy: {metric: {seed: score}}}, each policy's
-    kind, and its winner."""
+    kind, its winner, and each policy's clean accuracy on the proxy (`proxy_clean`)."""
     settings_file, confirm_csv = folder / "search.json", folder / "confirm.csv"
     if not settings_file.is_file():
         raise AutosoftError(f"{folder}: not a search folder (no search.json)")
@@ -69,25 +72,26 @@ def read_race(folder: Path) -> tuple[dict, dict[str, dict[str, dict[int, float]]
                            if finals.get((c.name, s), {}).get(m) is not None} for m, _ in METRICS}
               for c in candidates}
     winner = next((r["policy"] for r in rows if r["winner"] == "True"), "")
-    return confirmation["config"], scores, {r["policy"]: r["kind"] for r in rows}, winner
+    return (confirmation["config"], scores, {r["policy"]: r["kind"] for r in rows}, winner,
+            proxy_clean(folder, settings, candidates))
 
 
-def proxy_clean(folder: Path) -> dict[str, float]:
-    """Each policy's clean validation accuracy on the proxy that put it in the race (one seed):
-    its trial's row of trials.csv, or, for a halving search, its run at the last rung (which
-    retrained the best trials and the baselines at a larger share of the images; only that rung
-    is read, so that no difference mixes two shares). {} without either."""
-    rungs = sorted((folder / "rungs").glob("cost-*"), key=lambda d: float(d.name[len("cost-"):]))
-    if rungs:
-        return {final.parent.name.rsplit("-s", 1)[0]: json.loads(final.read_text())["val_acc"]
-                for final in rungs[-1].glob("*-s*/final.json")}
+def proxy_clean(folder: Path, settings: dict, candidates: list[Candidate]) -> dict[str, float]:
+    """Each raced policy's clean validation accuracy on the proxy that put it in the race (one
+    seed): its trial's row of trials.csv, or, for a halving search (settings' "rungs"), its run
+    at the last rung, which retrained the best trials and the baselines at a larger share of the
+    images (only that rung is read, so that no difference mixes two shares). {} without either."""
+    if settings.get("rungs"):
+        last = folder / "rungs" / cost_folder(settings["rungs"]["costs"][-1])
+        finals = finished_runs(last, candidates, [settings["seed"]])
+        return {name: final["val_acc"] for (name, _), final in finals.items()}
     out = {}
     if (folder / "trials.csv").is_file():
         for row in csv.DictReader((folder / "trials.csv").open()):
             if row.get("state") == "complete" and row.get("val_acc"):
-                name = f"trial-{row['number']}" if row["policy"] == "searched" else row["policy"]
-                out[name] = float(row["val_acc"])
-    return out
+                fixed = None if row["policy"] == "searched" else row["policy"]
+                out[candidate_name(int(row["number"]), fixed)] = float(row["val_acc"])
+    return {c.name: out[c.name] for c in candidates if c.name in out}
 
 
 def _points(d: Paired) -> str:
@@ -101,8 +105,7 @@ def report(folders: list[Path], reference: str) -> str:
     pairs with the reference over the most seeds), every policy paired within its own race."""
     rows, baselines, first = [], {}, None
     for folder in folders:
-        config, scores, kinds, winner = read_race(folder)
-        proxy = proxy_clean(folder)
+        config, scores, kinds, winner, proxy = read_race(folder)
         if first is not None and config != first:
             raise AutosoftError(f"{folder}: its confirmation ran another config than {folders[0]}'s "
                                 "(another target or split): its policies' scores are not comparable with theirs")

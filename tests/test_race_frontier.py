@@ -10,11 +10,14 @@ SCRIPT = ROOT / "experiments" / "race_frontier.py"
 REF = "autoaugment-cifar10"
 
 
-def _race(folder: Path, runs: dict, *, winner: str, kinds: dict, config: dict | None = None) -> Path:
-    """runs: name -> list of (clean, occlusion, shift, robust), one per seed 0, 1, ..."""
+def _race(folder: Path, runs: dict, *, winner: str, kinds: dict, config: dict | None = None,
+          rungs: dict | None = None) -> Path:
+    """runs: name -> list of (clean, occlusion, shift, robust), one per seed 0, 1, ...; rungs: a
+    halving search's search.json "rungs" settings"""
     (folder / "confirm").mkdir(parents=True)
     (folder / "search.json").write_text(json.dumps(
-        {"seed": 0, "confirmation": {"config": config or {"val_size": 5000}, "seeds": 2, "max_seeds": 4}}))
+        {"seed": 0, "confirmation": {"config": config or {"val_size": 5000}, "seeds": 2, "max_seeds": 4},
+         **({"rungs": rungs} if rungs else {})}))
     rows = ["policy,kind,seeds,winner"]
     for name, seeds in runs.items():
         rows.append(f"{name},{kinds.get(name, 'searched')},{len(seeds)},{name == winner}")
@@ -44,7 +47,7 @@ def test_paired_differences_and_the_policy_ahead_on_both(tmp_path):
     b = _race(tmp_path / "search-b", {
         REF: [(0.765, 0.53, 0.70, 0.69), (0.78, 0.54, 0.71, 0.70), (0.76, 0.50, 0.70, 0.67)],
         "trial-7": [(0.775, 0.60, 0.70, 0.70), (0.775, 0.60, 0.70, 0.70), (0.775, 0.60, 0.70, 0.70)]},
-        winner="trial-7", kinds=baselines)
+        winner="trial-7", kinds=baselines, rungs={"trial_cost": 0.0625, "costs": [0.25]})
     # the proxy scores that put them in the race: race a's trials (trials.csv; a failed trial has
     # no score), race b a halving search whose last rung (cost 0.25, not 0.0625) retrained them
     a.joinpath("trials.csv").write_text(
