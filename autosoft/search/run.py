@@ -69,6 +69,7 @@ class StageTimes:
     def __init__(self, path: Path, every: float = 30.0):
         self.path, self.every = path, every
         self.started = time.time()
+        self._process = {"host": socket.gethostname(), "pid": os.getpid()}   # whose start the line is
         self.times: dict[str, float] = {}
         self._current: tuple[str, float] | None = None
         self._keep: list[str] | None = None   # the earlier starts' lines, read at the first write
@@ -113,8 +114,7 @@ class StageTimes:
 
     def _write(self, *, running: bool) -> None:
         line = {"started": _dt.datetime.fromtimestamp(self.started).isoformat(timespec="seconds"),
-                **self.seconds(), **({"running": True} if running else {}),
-                "host": socket.gethostname(), "pid": os.getpid()}
+                **self.seconds(), **({"running": True} if running else {}), **self._process}
         with self._lock:  # the ticker and the main thread: one writer at a time
             if self._keep is None:
                 self._keep = self.path.read_text().splitlines(keepends=True) if self.path.exists() else []
